@@ -1,0 +1,182 @@
+"""The LatentSync UNet3D: an SD 1.5 UNet inflated to video, conditioned on audio tokens."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentsync_core.config import UNetModelConfig, load_model_section, to_dict
+from latentsync_core.models.blocks import DownBlock, MidBlock, UpBlock, _Block
+from latentsync_core.models.resnet import InflatedConv3d
+
+MAX_WINDOW_FRAMES_DEFAULT = 24
+
+
+@dataclass
+class UNetOutput:
+    sample: torch.Tensor
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: float) -> torch.Tensor:
+    """Sinusoidal timestep features in float32 (as diffusers' ``Timesteps``)."""
+    half = dim // 2
+    exponent = -math.log(10000) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    freqs = torch.exp(exponent / (half - freq_shift))
+    args = timesteps[:, None].float() * freqs[None, :]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    if flip_sin_to_cos:
+        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
+    if dim % 2 == 1:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class UNet3DConditionModel(nn.Module):
+    """Input (b, 13, f, h, w) = noisy latents, mask, masked-image latents, reference latents;
+    output (b, 4, f, h, w) noise prediction. ``encoder_hidden_states`` is ((b f), tokens, dim)
+    or (b, f, tokens, dim) audio features."""
+
+    def __init__(self, config: UNetModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        if c.act_fn != "silu":
+            raise ValueError(f"act_fn={c.act_fn!r} is not supported (only 'silu')")
+        if c.mid_block_type != "UNetMidBlock3DCrossAttn":
+            raise ValueError(f"mid_block_type={c.mid_block_type!r} is not supported")
+        channels = list(c.block_out_channels)
+        temb_channels = channels[0] * 4
+        shared = {
+            "temb_channels": temb_channels,
+            "groups": c.norm_num_groups,
+            "eps": c.norm_eps,
+            "time_scale_shift": c.resnet_time_scale_shift,
+            "downsample_padding": c.downsample_padding,
+            "attention_heads": c.attention_head_dim,  # upstream passes this number as the head count
+            "cross_attention_dim": c.cross_attention_dim,
+            "add_audio_layer": c.add_audio_layer,
+            "motion_type": c.motion_module_type,
+            "motion_kwargs": to_dict(c.motion_module_kwargs),
+        }
+        self.conv_in = InflatedConv3d(c.in_channels, channels[0], kernel_size=3, padding=1)
+        self.time_embedding = TimestepEmbedding(channels[0], temb_channels)
+
+        self.down_blocks = nn.ModuleList()
+        out_ch = channels[0]
+        for i, kind in enumerate(c.down_block_types):
+            in_ch, out_ch = out_ch, channels[i]
+            self.down_blocks.append(
+                DownBlock(
+                    in_ch,
+                    out_ch,
+                    c.layers_per_block,
+                    add_downsample=i < len(channels) - 1,
+                    cross_attention=_cross_attention(kind, "Down"),
+                    use_motion_module=c.use_motion_module
+                    and (2**i in c.motion_module_resolutions)
+                    and not c.motion_module_decoder_only,
+                    cfg=shared,
+                )
+            )
+        self.mid_block = MidBlock(
+            channels[-1], c.use_motion_module and c.motion_module_mid_block, c.mid_block_scale_factor, shared
+        )
+        self.up_blocks = nn.ModuleList()
+        rev = list(reversed(channels))
+        out_ch = rev[0]
+        for i, kind in enumerate(c.up_block_types):
+            prev, out_ch = out_ch, rev[i]
+            self.up_blocks.append(
+                UpBlock(
+                    rev[min(i + 1, len(channels) - 1)],
+                    prev,
+                    out_ch,
+                    c.layers_per_block + 1,
+                    add_upsample=i < len(channels) - 1,
+                    cross_attention=_cross_attention(kind, "Up"),
+                    use_motion_module=c.use_motion_module and (2 ** (3 - i) in c.motion_module_resolutions),
+                    cfg=shared,
+                )
+            )
+        self.conv_norm_out = nn.GroupNorm(c.norm_num_groups, channels[0], eps=c.norm_eps)
+        self.conv_out = InflatedConv3d(channels[0], c.out_channels, kernel_size=3, padding=1)
+        self.max_window_frames = (
+            c.motion_module_kwargs.temporal_position_encoding_max_len if c.use_motion_module else None
+        )
+
+    @classmethod
+    def from_config(cls, config: UNetModelConfig | dict[str, Any]) -> UNet3DConditionModel:
+        if isinstance(config, dict):
+            config = load_model_section(config)
+        return cls(config)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv_in.weight.dtype
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        for module in self.modules():
+            if isinstance(module, _Block):
+                module.gradient_checkpointing = enabled
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> UNetOutput | tuple[torch.Tensor]:
+        if sample.dim() != 5:
+            raise ValueError(f"sample must be (batch, channels, frames, height, width), got {tuple(sample.shape)}")
+        frames = sample.shape[2]
+        if self.max_window_frames is not None and frames > self.max_window_frames:
+            raise ValueError(f"a window holds at most {self.max_window_frames} frames, got {frames}")
+        if self.config.center_input_sample:
+            sample = 2 * sample - 1.0
+
+        t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
+        t = t.to(sample.device).reshape(-1).expand(sample.shape[0])
+        t_emb = timestep_embedding(
+            t, self.config.block_out_channels[0], self.config.flip_sin_to_cos, self.config.freq_shift
+        )
+        temb = self.time_embedding(t_emb.to(self.dtype))
+
+        # Sizes that are not multiples of the total downsampling force explicit upsample sizes.
+        factor = 2 ** (len(self.up_blocks) - 1)
+        forward_size = any(s % factor != 0 for s in sample.shape[-2:])
+
+        x = self.conv_in(sample)
+        skips: list[torch.Tensor] = [x]
+        for block in self.down_blocks:
+            x, block_skips = block(x, temb, encoder_hidden_states)
+            skips.extend(block_skips)
+        x = self.mid_block(x, temb, encoder_hidden_states)
+        for i, block in enumerate(self.up_blocks):
+            n = len(block.resnets)
+            block_skips, skips = skips[-n:], skips[:-n]
+            size = tuple(skips[-1].shape[-2:]) if forward_size and i < len(self.up_blocks) - 1 else None
+            x = block(x, block_skips, temb, encoder_hidden_states, size)
+        x = self.conv_out(F.silu(self.conv_norm_out(x)))
+        return UNetOutput(sample=x) if return_dict else (x,)
+
+
+def _cross_attention(kind: str, direction: str) -> bool:
+    known = {f"CrossAttn{direction}Block3D": True, f"{direction}Block3D": False}
+    if kind not in known:
+        raise ValueError(f"{direction.lower()} block type {kind!r} is not supported (expected one of {sorted(known)})")
+    return known[kind]

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentsync_core.audio import WhisperFeatureExtractor
+from latentsync_core.media import MediaError
+from latentsync_core.models import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir: Path) -> dict:
+    return torch.load(reference_dir / "whisper_tiny_a.pt")
+
+
+@pytest.fixture(scope="module")
+def extractor(reference_dir: Path) -> WhisperFeatureExtractor:
+    return WhisperFeatureExtractor(reference_dir / "whisper_tiny_a_ckpt.pt", device="cpu")
+
+
+@pytest.mark.parametrize("case_index", [0, 1], ids=["9.6s", "38.4s-crosses-30s-window"])
+def test_features_and_chunks_match_upstream(
+    reference: dict, extractor: WhisperFeatureExtractor, media_dir: Path, case_index: int
+) -> None:
+    case = reference["cases"][case_index]
+    feats = extractor.features(media_dir / case["audio"])
+    assert feats.dtype == torch.float32
+    assert feats.shape == case["features"].shape
+    diff = (feats - case["features"]).abs().max().item()
+    print(f"{case['audio']}: feature max abs diff {diff:.3e}")
+    assert diff < 1e-4
+    chunks = extractor.chunks(feats, fps=25)
+    assert len(chunks) == case["num_chunks"]
+    assert (chunks[:20] - case["chunks_head"]).abs().max() < 1e-4
+    assert (chunks[-20:] - case["chunks_tail"]).abs().max() < 1e-4
+
+
+def test_chunk_ranges_equal_the_whole(reference: dict) -> None:
+    feats = reference["cases"][0]["features"]
+    whole = WhisperFeatureExtractor.chunks(feats, fps=25)
+    part = WhisperFeatureExtractor.chunks(feats, fps=25, start=100, count=16)
+    assert torch.equal(part, whole[100:116])
+
+
+def test_only_the_encoder_is_built(extractor: WhisperFeatureExtractor) -> None:
+    assert not hasattr(extractor, "decoder")
+    assert extractor.num_layers == 4 and extractor.embedding_dim == 64
+
+
+def test_missing_and_bad_inputs(tmp_path: Path, extractor: WhisperFeatureExtractor) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        WhisperFeatureExtractor(tmp_path / "tiny.pt")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="openai-whisper"):
+        WhisperFeatureExtractor(tmp_path / "bad.pt")
+    (tmp_path / "noise.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(MediaError) as err:
+        extractor.features(tmp_path / "noise.wav")
+    assert err.value.code == "INVALID_AUDIO"
