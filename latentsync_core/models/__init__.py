@@ -1,6 +1,13 @@
 """The LatentSync UNet3D and its checkpoint loader."""
 
 from latentsync_core.models.checkpoint import CheckpointError, load_unet_checkpoint, load_unet_state_dict
-from latentsync_core.models.unet import UNet3DConditionModel, UNetOutput
+from latentsync_core.models.unet import DeepCacheState, UNet3DConditionModel, UNetOutput
 
-__all__ = ["CheckpointError", "UNet3DConditionModel", "UNetOutput", "load_unet_checkpoint", "load_unet_state_dict"]
+__all__ = [
+    "CheckpointError",
+    "DeepCacheState",
+    "UNet3DConditionModel",
+    "UNetOutput",
+    "load_unet_checkpoint",
+    "load_unet_state_dict",
+]

@@ -144,8 +144,15 @@ class UpBlock(_Block):
         temb: torch.Tensor,
         context: torch.Tensor | None,
         upsample_size: tuple[int, int] | None = None,
+        start: int = 0,
+        capture: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        for i in range(len(self.resnets)):
+        """``start`` resumes at a later layer (DeepCache's shallow steps); ``capture``
+        receives the input of the last layer before its skip is concatenated."""
+        last = len(self.resnets) - 1
+        for i in range(start, last + 1):
+            if capture is not None and i == last:
+                capture.append(x)
             x = torch.cat([x, skips.pop()], dim=1)
             x = self._layer(i, x, temb, context)
         if self.upsamplers is not None:

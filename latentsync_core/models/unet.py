@@ -22,6 +22,26 @@ class UNetOutput:
     sample: torch.Tensor
 
 
+class DeepCacheState:
+    """Per-window DeepCache state: refresh on steps 0, interval, 2*interval, ..."""
+
+    def __init__(self, interval: int = 3):
+        if interval < 1:
+            raise ValueError("DeepCache interval must be >= 1")
+        self.interval = interval
+        self.step = 0
+        self.feature: torch.Tensor | None = None
+
+    def refresh_now(self) -> bool:
+        return self.feature is None or self.step % self.interval == 0
+
+    def store(self, feature: torch.Tensor) -> None:
+        self.feature = feature
+
+    def advance(self) -> None:
+        self.step += 1
+
+
 def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: float) -> torch.Tensor:
     """Sinusoidal timestep features in float32 (as diffusers' ``Timesteps``)."""
     half = dim // 2
@@ -140,7 +160,11 @@ class UNet3DConditionModel(nn.Module):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor | None = None,
         return_dict: bool = True,
+        deep_cache: DeepCacheState | None = None,
     ) -> UNetOutput | tuple[torch.Tensor]:
+        """With ``deep_cache``, a refresh step runs the whole network and keeps the deep
+        features; other steps recompute only ``conv_in`` and the last layer of the last up
+        block on top of them (DeepCache with branch 0, as upstream's option)."""
         if sample.dim() != 5:
             raise ValueError(f"sample must be (batch, channels, frames, height, width), got {tuple(sample.shape)}")
         frames = sample.shape[2]
@@ -161,6 +185,11 @@ class UNet3DConditionModel(nn.Module):
         forward_size = any(s % factor != 0 for s in sample.shape[-2:])
 
         x = self.conv_in(sample)
+        if deep_cache is not None and not deep_cache.refresh_now():
+            last = self.up_blocks[-1]
+            x = last(deep_cache.feature, [x], temb, encoder_hidden_states, None, start=len(last.resnets) - 1)
+            x = self.conv_out(F.silu(self.conv_norm_out(x)))
+            return UNetOutput(sample=x) if return_dict else (x,)
         skips: list[torch.Tensor] = [x]
         for block in self.down_blocks:
             x, block_skips = block(x, temb, encoder_hidden_states)
@@ -170,7 +199,10 @@ class UNet3DConditionModel(nn.Module):
             n = len(block.resnets)
             block_skips, skips = skips[-n:], skips[:-n]
             size = tuple(skips[-1].shape[-2:]) if forward_size and i < len(self.up_blocks) - 1 else None
-            x = block(x, block_skips, temb, encoder_hidden_states, size)
+            capture: list[torch.Tensor] | None = [] if deep_cache is not None and i == len(self.up_blocks) - 1 else None
+            x = block(x, block_skips, temb, encoder_hidden_states, size, capture=capture)
+            if capture:
+                deep_cache.store(capture[0])
         x = self.conv_out(F.silu(self.conv_norm_out(x)))
         return UNetOutput(sample=x) if return_dict else (x,)
 

@@ -33,19 +33,25 @@ def _invert_affine(m: torch.Tensor) -> torch.Tensor:
 
 
 def warp_affine(
-    src: torch.Tensor, matrix: torch.Tensor, size: tuple[int, int], fill: float | None = None
+    src: torch.Tensor,
+    matrix: torch.Tensor,
+    size: tuple[int, int],
+    fill: float | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     """Warp (B, C, H, W) ``src`` by (B, 2, 3) ``matrix`` (src -> dst pixels) to ``size`` = (h, w).
 
     Outside the source, ``fill`` blends in a constant (None: zeros), weighted by how much
-    of the bilinear footprint fell outside, as kornia's "fill" padding does.
+    of the bilinear footprint fell outside, as kornia's "fill" padding does. ``origin``
+    (x, y) renders only the part of the destination starting there, with exactly the
+    coordinates the whole destination would use.
     """
     b, _, h_src, w_src = src.shape
     h, w = size
     inv = _invert_affine(matrix.to(torch.float32))
     ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32, device=src.device),
-        torch.arange(w, dtype=torch.float32, device=src.device),
+        torch.arange(origin[1], origin[1] + h, dtype=torch.float32, device=src.device),
+        torch.arange(origin[0], origin[0] + w, dtype=torch.float32, device=src.device),
         indexing="ij",
     )
     ones = torch.ones_like(xs)
@@ -126,20 +132,54 @@ class FaceAligner:
         face = self.warp_faces(torch.from_numpy(np.ascontiguousarray(image))[None], torch.from_numpy(m)[None])
         return face[0].cpu().numpy(), m
 
-    def restore_batch(self, frames: torch.Tensor, faces: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    def restore_batch(
+        self, frames: torch.Tensor, faces: torch.Tensor, matrices: torch.Tensor, crop: bool = True
+    ) -> torch.Tensor:
         """Paste generated faces back: frames (B, H, W, 3) uint8, faces (B, 3, r, r) in [-1, 1],
-        matrices (B, 2, 3) -> (B, H, W, 3) uint8."""
+        matrices (B, 2, 3) -> (B, H, W, 3) uint8.
+
+        With ``crop`` the work is done only on the rectangle the faces land in (plus a
+        margin wider than the blur), which gives the same pixels as the whole frame: the
+        paste mask is exactly zero elsewhere.
+        """
         frames = frames.to(self.device)
+        inv = _invert_affine(matrices.to(self.device, torch.float32))
+        if not crop:
+            return self._restore_region(frames, faces, inv)
+        x0, y0, x1, y1 = self._region(inv, frames.shape[2], frames.shape[1])
+        out = frames.clone()
+        out[:, y0:y1, x0:x1] = self._restore_region(frames[:, y0:y1, x0:x1], faces, inv, origin=(x0, y0))
+        return out
+
+    def _region(self, inv: torch.Tensor, width: int, height: int) -> tuple[int, int, int, int]:
+        """Bounding rectangle of the pasted crops in the frame, with a margin."""
+        cw, ch = self.crop_w - 1.0, self.crop_h - 1.0
+        corners = torch.tensor([[0, 0, 1], [cw, 0, 1], [0, ch, 1], [cw, ch, 1]], dtype=torch.float32, device=inv.device)
+        pts = (corners @ inv.transpose(1, 2)).reshape(-1, 2)
+        lo, hi = pts.min(dim=0).values, pts.max(dim=0).values
+        margin = int(float((hi - lo).max()) / 20) + 4  # wider than the blur radius and the erosion
+        x0 = max(0, int(np.floor(float(lo[0]))) - margin)
+        y0 = max(0, int(np.floor(float(lo[1]))) - margin)
+        x1 = min(width, int(np.ceil(float(hi[0]))) + margin + 1)
+        y1 = min(height, int(np.ceil(float(hi[1]))) + margin + 1)
+        if x1 <= x0 or y1 <= y0:  # the face lies outside the frame: nothing to paste
+            return 0, 0, 0, 0
+        return x0, y0, x1, y1
+
+    def _restore_region(
+        self, frames: torch.Tensor, faces: torch.Tensor, inv: torch.Tensor, origin: tuple[int, int] = (0, 0)
+    ) -> torch.Tensor:
         b, h, w, _ = frames.shape
+        if h == 0 or w == 0:
+            return frames
         faces = faces.to(self.device, torch.float32)
         faces = F.interpolate(
             faces, size=(self.crop_h, self.crop_w), mode="bicubic", align_corners=False, antialias=True
         )
-        inv = _invert_affine(matrices.to(self.device, torch.float32))
-        inv_face = warp_affine(faces, inv, (h, w), fill=FILL_VALUE)
+        inv_face = warp_affine(faces, inv, (h, w), fill=FILL_VALUE, origin=origin)
         inv_face = (inv_face / 2 + 0.5).clamp(0, 1) * 255
         ones = torch.ones((b, 1, self.crop_h, self.crop_w), device=self.device)
-        mask = warp_affine(ones, inv, (h, w))
+        mask = warp_affine(ones, inv, (h, w), origin=origin)
         mask = _erode_2x2(mask)
         pasted = mask * inv_face
         soft = torch.stack([_soft_edge(m) for m in mask[:, 0]]).to(self.device)[:, None]

@@ -1,0 +1,138 @@
+"""Streaming video decode and encode through ffmpeg pipes: frames one at a time, never
+the whole video in memory."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg
+
+FPS = 25
+
+
+class FrameReader:
+    """Decodes a video's first video stream as RGB frames resampled to ``fps``.
+
+    Frames come out at the displayed size (ffmpeg applies the rotation metadata), so the
+    caller sees what a player shows. Use as a context manager or iterate to the end.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int = FPS):
+        self.width, self.height = width, height
+        self.frame_bytes = width * height * 3
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-i", input_arg(path), "-map", "0:v:0", "-an", "-sn",
+            "-vf", f"fps={fps},scale={width}:{height}", "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
+        self._stderr = bytearray()
+        self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._err_thread.start()
+
+    def _drain_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for chunk in iter(lambda: self._proc.stderr.read(4096), b""):
+            if len(self._stderr) < 65536:
+                self._stderr.extend(chunk)
+
+    def read(self) -> np.ndarray | None:
+        """Next (H, W, 3) uint8 frame, or None at the end (a truncated tail is dropped)."""
+        assert self._proc.stdout is not None
+        buf = self._proc.stdout.read(self.frame_bytes)
+        if len(buf) < self.frame_bytes:
+            return None
+        return np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while (frame := self.read()) is not None:
+            yield frame
+
+    @property
+    def errors(self) -> str:
+        return self._stderr.decode(errors="replace")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        if self._proc.stdout:
+            self._proc.stdout.close()
+        self._err_thread.join(timeout=5)
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoWriter:
+    """Encodes RGB frames to H.264 (crf 18, yuv420p) and muxes an AAC audio track.
+
+    Odd sizes are padded by one pixel (yuv420p needs even dimensions); ``duration`` cuts
+    the output to the audio's length.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        audio_path: str | Path | None,
+        duration: float | None = None,
+        fps: int = FPS,
+        crf: int = 18,
+        metadata_comment: str | None = None,
+    ):
+        self.width, self.height = width, height
+        self.frames_written = 0
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+        ]  # fmt: skip
+        if audio_path is not None:
+            cmd += ["-i", input_arg(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "160k"]
+        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf)]
+        cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+        if duration is not None:
+            cmd += ["-t", f"{duration:.3f}"]
+        if metadata_comment:
+            cmd += ["-metadata", f"comment={metadata_comment}"]
+        cmd += [str(Path(path).resolve())]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} {frame.dtype}")
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError as exc:
+            raise RuntimeError(f"ffmpeg encoder stopped: {self._read_err()}") from exc
+        self.frames_written += 1
+
+    def _read_err(self) -> str:
+        self._proc.wait(timeout=30)
+        return (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace").strip()
+
+    def close(self) -> None:
+        """Finish the file; raise if ffmpeg failed."""
+        if self._proc.stdin and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        err = self._read_err()
+        if self._proc.returncode != 0:
+            raise RuntimeError(f"ffmpeg encode failed ({self._proc.returncode}): {err[-500:]}")
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()

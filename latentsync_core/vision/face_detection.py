@@ -1,0 +1,150 @@
+"""Face detection behind one interface: a box and the three alignment points.
+
+Back-ends:
+- InsightFace ``FaceAnalysis`` (detection + 106-point landmarks), as upstream, whenever its
+  ONNX weights are under the auxiliary folder;
+- an embedded default, dlib's HOG detector with the 68-point shape predictor shipped by the
+  ``face-recognition-models`` wheel, so everything works offline on a fresh machine.
+
+Detection runs on a downscaled copy of the frame; landmarks are mapped back to full size.
+Among the faces found, the largest plausible one is used (upstream's size and aspect filters).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MIN_FACE_W, MIN_FACE_H = 50, 80  # upstream's filters, in full-frame pixels
+MIN_ASPECT, MAX_ASPECT = 0.2, 1.5
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+    points: np.ndarray  # (3, 2): left eyebrow centre, right eyebrow centre, nose centre (image left/right)
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+        """The main face of an (H, W, 3) uint8 RGB frame, or None."""
+
+
+def _plausible(box: tuple[float, float, float, float], min_w: float = MIN_FACE_W, min_h: float = MIN_FACE_H) -> bool:
+    w, h = box[2] - box[0], box[3] - box[1]
+    return w >= min_w and h >= min_h and MIN_ASPECT <= w / h <= MAX_ASPECT
+
+
+class DlibFaceDetector:
+    """HOG detector + 68-point landmarks (weights from the face-recognition-models wheel)."""
+
+    name = "dlib-hog"
+
+    def __init__(self, detect_size: int = 640, upsample: int = 0):
+        import dlib  # local: a heavy import only this back-end needs
+
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(_dlib_landmark_model()))
+        self._rect = dlib.rectangle
+        self.detect_size = detect_size
+        self.upsample = upsample
+
+    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+        h, w = frame_rgb.shape[:2]
+        scale = min(1.0, self.detect_size / max(h, w))
+        small = cv2.resize(frame_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        gray_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        best, best_area = None, 0.0
+        for r in self._detector(gray_small, self.upsample):
+            box = (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
+            # dlib boxes cover brows to chin and are square: the height filter is upstream's
+            # (taller) InsightFace box rule scaled to that shape.
+            if not _plausible(box, MIN_FACE_W, MIN_FACE_W):
+                continue
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if area > best_area:
+                best, best_area = r, area
+        if best is None:
+            return None
+        shape = self._predictor(gray_small, best)
+        pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) / scale
+        box = (best.left() / scale, best.top() / scale, best.right() / scale, best.bottom() / scale)
+        return Face(box=box, points=np.round(dlib68_to_points3(pts)))
+
+
+def dlib68_to_points3(lmk: np.ndarray) -> np.ndarray:
+    """Map the 68-point layout to the three alignment points of the 106-point layout:
+    the centres of the two eyebrows (17-21, 22-26) and the middle of the nose (bridge
+    and the nostril wings: 28, 29, 31, 35)."""
+    return np.stack([lmk[17:22].mean(0), lmk[22:27].mean(0), lmk[[28, 29, 31, 35]].mean(0)])
+
+
+def _dlib_landmark_model() -> Path:
+    # Located without importing the package: its __init__ needs pkg_resources.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the face-recognition-models package is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "shape_predictor_68_face_landmarks.dat"
+    if not path.is_file():
+        raise RuntimeError(f"dlib landmark model missing: {path}")
+    return path
+
+
+class InsightFaceDetector:
+    """Upstream's detector: InsightFace ``FaceAnalysis`` with detection and 106 landmarks."""
+
+    name = "insightface"
+
+    def __init__(self, root: Path, device: str = "cpu", detect_size: int = 512, threshold: float = 0.5):
+        from insightface.app import FaceAnalysis  # optional dependency (extra "insightface")
+
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+        self._app = FaceAnalysis(
+            allowed_modules=["detection", "landmark_2d_106"],
+            root=str(root),
+            providers=providers or ["CPUExecutionProvider"],
+        )
+        ctx = int(device.split(":")[1]) if device.startswith("cuda:") else (0 if device == "cuda" else -1)
+        self._app.prepare(ctx_id=ctx, det_size=(detect_size, detect_size))
+        self.threshold = threshold
+
+    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+        best, best_area = None, 0.0
+        for face in self._app.get(frame_rgb):
+            box = tuple(float(v) for v in face.bbox)
+            if face.det_score < self.threshold or not _plausible(box):
+                continue
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if area > best_area:
+                best, best_area = face, area
+        if best is None:
+            return None
+        lmk = best.landmark_2d_106
+        points = np.stack([lmk[[43, 48, 49, 51, 50]].mean(0), lmk[101:106].mean(0), lmk[[74, 77, 83, 86]].mean(0)])
+        return Face(box=tuple(float(v) for v in best.bbox), points=np.round(points))
+
+
+def insightface_available(root: Path) -> bool:
+    """True when the InsightFace package and its buffalo_l detection/landmark models exist."""
+    models = root / "models" / "buffalo_l"
+    has_weights = (models / "det_10g.onnx").is_file() and (models / "2d106det.onnx").is_file()
+    return has_weights and importlib.util.find_spec("insightface") is not None
+
+
+def make_face_detector(auxiliary_root: Path | None, device: str = "cpu") -> FaceDetector:
+    """InsightFace when its weights exist, else the embedded dlib detector."""
+    if auxiliary_root is not None and insightface_available(auxiliary_root):
+        log.info("face detector: InsightFace from %s", auxiliary_root)
+        return InsightFaceDetector(auxiliary_root, device)
+    log.info("face detector: embedded dlib HOG + 68 landmarks (no InsightFace weights found)")
+    return DlibFaceDetector()

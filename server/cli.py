@@ -1,0 +1,106 @@
+"""The ``latentsync`` command: ``infer``, ``serve`` and ``download-weights``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from server.settings import Settings
+
+
+def _progress_printer() -> object:
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:>8}", unit="frame", leave=True)
+        bar.total = max(total, 1)
+        bar.n = min(done, bar.total)
+        bar.refresh()
+
+    progress.close = lambda: [b.close() for b in bars.values()]  # type: ignore[attr-defined]
+    return progress
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from latentsync_core.loading import load_models
+    from latentsync_core.media import MediaError
+    from latentsync_core.pipeline import LipSyncParams, LipSyncPipeline, PipelineError
+
+    s = Settings()
+    models = load_models(s.weights, s.checkpoint_dir, s.cache_dir, s.unet_config, s.device, s.gpu_id, s.dtype)
+    params = LipSyncParams(
+        inference_steps=args.steps if args.steps is not None else s.inference_steps,
+        guidance_scale=args.guidance if args.guidance is not None else s.guidance_scale,
+        seed=args.seed if args.seed is not None else s.seed,
+        enable_deepcache=args.deepcache or s.enable_deepcache,
+    )
+    progress = _progress_printer()
+    try:
+        result = LipSyncPipeline(models).run(args.video, args.audio, args.output, params, progress=progress)
+    except (MediaError, PipelineError) as exc:
+        progress.close()  # type: ignore[attr-defined]
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    progress.close()  # type: ignore[attr-defined]
+    print(f"wrote {result.output_path} ({result.frames} frames, {result.width}x{result.height}, {result.duration:.2f} s)")
+    if result.frames_without_face:
+        print(f"frames passed through without a face: {len(result.frames_without_face)}")
+    if result.notice:
+        print(f"NOTE: {result.notice}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from latentsync_core.weights.official import download_official_weights
+
+    root = Path(args.dir) if args.dir else Settings().checkpoint_dir
+    try:
+        paths = download_official_weights(root)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"weights in {paths.unet.parent}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="latentsync", description="LatentSync 1.6 lip-sync")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("infer", help="lip-sync one video to one audio file")
+    p.add_argument("--video", required=True)
+    p.add_argument("--audio", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--deepcache", action="store_true")
+    p.set_defaults(func=cmd_infer)
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("download-weights", help="fetch the official weights (needs internet)")
+    p.add_argument("--dir")
+    p.set_defaults(func=cmd_download)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
