@@ -50,7 +50,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
     progress.close()  # type: ignore[attr-defined]
-    print(f"wrote {result.output_path} ({result.frames} frames, {result.width}x{result.height}, {result.duration:.2f} s)")
+    size = f"{result.width}x{result.height}"
+    print(f"wrote {result.output_path} ({result.frames} frames, {size}, {result.duration:.2f} s)")
     if result.frames_without_face:
         print(f"frames passed through without a face: {len(result.frames_without_face)}")
     if result.notice:

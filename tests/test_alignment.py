@@ -65,3 +65,20 @@ def test_batched_warps_equal_single_ones(reference: dict) -> None:
     for i in range(3):
         single = aligner.restore(image.numpy(), reference["generated_face"], matrices[i].numpy())
         assert np.array_equal(restored[i].numpy(), single)
+
+
+@pytest.mark.parametrize(
+    "offset", [(300.0, 700.0), (-150.0, -100.0), (900.0, 1700.0)], ids=["inside", "edge", "corner"]
+)
+def test_restore_on_the_face_region_equals_the_whole_frame(reference: dict, offset: tuple[float, float]) -> None:
+    """The fast path (work only where the face lands) gives exactly the full-frame result."""
+    aligner = FaceAligner(resolution=512)
+    rng = np.random.default_rng(1)
+    frame = torch.from_numpy(rng.integers(0, 255, (1920, 1080, 3), dtype=np.uint8))[None]
+    m = reference["affine_matrices"][-1].clone()
+    m[:, 2] = m[:, 2] - m[:, :2] @ torch.tensor(offset)  # the same face, elsewhere in a big frame
+    face = reference["generated_face"][None]
+    fast = aligner.restore_batch(frame, face, m[None], crop=True)
+    full = aligner.restore_batch(frame, face, m[None], crop=False)
+    assert torch.equal(fast, full)
+    assert (fast != frame).any()

@@ -50,7 +50,7 @@ class DlibFaceDetector:
 
     name = "dlib-hog"
 
-    def __init__(self, detect_size: int = 640, upsample: int = 0):
+    def __init__(self, detect_size: int = 480, upsample: int = 0):
         import dlib  # local: a heavy import only this back-end needs
 
         self._detector = dlib.get_frontal_face_detector()
@@ -61,7 +61,7 @@ class DlibFaceDetector:
 
     def detect(self, frame_rgb: np.ndarray) -> Face | None:
         h, w = frame_rgb.shape[:2]
-        scale = min(1.0, self.detect_size / max(h, w))
+        scale = min(1.0, self.detect_size / min(h, w))  # HOG finds faces down to ~70 px
         small = cv2.resize(frame_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         gray_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         best, best_area = None, 0.0

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentsync_core.media import MediaError, load_audio
+from latentsync_core.media.probe import probe, probe_audio, probe_video
+from latentsync_core.media.video_io import FrameReader, VideoWriter
+from tests.media_helpers import make_audio, make_clip, read_frames
+
+
+def test_probe_demo_clip(media_dir: Path) -> None:
+    info = probe_video(media_dir / "demo1_video.mp4")
+    assert (info.width, info.height, round(info.fps)) == (1080, 1920, 25)
+    assert info.has_audio and 9.9 < info.duration < 10.1
+    audio = probe_audio(media_dir / "demo1_audio.wav")
+    assert not audio.has_video and audio.audio_sample_rate == 16000 and abs(audio.duration - 9.6) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(b"", "EMPTY_FILE"), (b"hello, I am not a video", "INVALID_MEDIA")],
+)
+def test_probe_rejects_non_media(tmp_path: Path, content: bytes, code: str) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(MediaError) as err:
+        probe_video(bad)
+    assert err.value.code == code
+
+
+def test_stream_kinds_are_checked(tmp_path: Path, media_dir: Path) -> None:
+    with pytest.raises(MediaError) as err:
+        probe_video(media_dir / "demo1_audio.wav")
+    assert err.value.code == "NO_VIDEO_STREAM"
+    silent_video = make_clip(media_dir / "demo1_video.mp4", tmp_path / "v.mp4", 0.5, audio=False)
+    with pytest.raises(MediaError) as err:
+        probe_audio(silent_video)
+    assert err.value.code == "NO_AUDIO_STREAM"
+
+
+def test_frames_are_resampled_to_25_fps(tmp_path: Path, media_dir: Path) -> None:
+    clip = make_clip(media_dir / "demo1_video.mp4", tmp_path / "c30.mp4", 2.0, fps=30)
+    assert round(probe(clip).fps) == 30
+    frames = read_frames(clip, 360, 640)
+    assert frames.shape == (50, 640, 360, 3)
+
+
+def test_rotation_metadata_gives_displayed_size(tmp_path: Path, media_dir: Path) -> None:
+    from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+
+    clip = make_clip(media_dir / "demo1_video.mp4", tmp_path / "c.mp4", 0.4)
+    rotated = tmp_path / "rot.mp4"
+    run_ffmpeg(["-display_rotation", "90", "-i", input_arg(clip), "-c", "copy", str(rotated)])
+    info = probe_video(rotated)
+    assert info.rotation in (90, -90, 270) and (info.width, info.height) == (640, 360)
+    frames = read_frames(rotated, info.width, info.height)
+    assert frames.shape[1:] == (360, 640, 3)
+
+
+def test_writer_round_trip_with_audio_and_odd_size(tmp_path: Path, media_dir: Path) -> None:
+    audio = make_audio(media_dir / "demo1_audio.wav", tmp_path / "a.wav", 1.0)
+    out = tmp_path / "o.mp4"
+    writer = VideoWriter(out, 101, 61, audio, duration=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        writer.write(rng.integers(0, 255, (61, 101, 3), dtype=np.uint8))
+    writer.close()
+    info = probe(out)
+    assert info.has_video and info.has_audio and (info.width, info.height) == (102, 62)
+    assert abs(info.duration - 1.0) < 0.1
+
+
+def test_audio_loader(media_dir: Path, tmp_path: Path) -> None:
+    samples = load_audio(media_dir / "demo1_audio.wav")
+    assert samples.dtype == np.float32 and len(samples) == 153600
+    assert load_audio(media_dir / "demo1_video.mp4").size > 150000  # audio track of a video
+    with pytest.raises(MediaError):
+        load_audio(tmp_path / "missing.wav")
+
+
+def test_reader_stops_cleanly_on_truncated_file(tmp_path: Path, media_dir: Path) -> None:
+    clip = make_clip(media_dir / "demo1_video.mp4", tmp_path / "c.mp4", 2.0)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError):  # mp4 index at the end: the cut file is unreadable
+        info = probe_video(cut)
+        with FrameReader(cut, info.width, info.height) as reader:
+            if sum(1 for _ in reader) == 0:
+                raise MediaError("INVALID_VIDEO", "no frames")
