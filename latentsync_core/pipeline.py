@@ -135,6 +135,21 @@ class LipSyncPipeline:
         self.mask = load_mask(models.resolution)
 
     # ---- public -----------------------------------------------------------------------
+    def warmup(self) -> None:
+        """One UNet call and one VAE round trip at full window size, so the first job does not
+        pay for kernel selection and allocator growth."""
+        m = self.m
+        r = m.resolution // 8
+        cond_frames = WINDOW * 2
+        with torch.no_grad():
+            x = torch.zeros((2, m.unet.config.in_channels, WINDOW, r, r), device=m.device, dtype=m.dtype)
+            ctx = torch.zeros((cond_frames, 50, m.unet.config.cross_attention_dim), device=m.device, dtype=m.dtype)
+            m.unet(x, 999, encoder_hidden_states=ctx)
+            lat = vae_ops.encode(m.vae, torch.zeros((1, 3, m.resolution, m.resolution), device=m.device), None)
+            vae_ops.decode(m.vae, lat)
+        if m.device.type == "cuda":
+            torch.cuda.synchronize(m.device)
+
     def run(
         self,
         video_path: str | Path,

@@ -1,0 +1,168 @@
+"""Job records in SQLite: they survive restarts and are the source of truth for the queue."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+FINAL = {SUCCEEDED, FAILED, CANCELED}
+STATUSES = {QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    stage TEXT,
+    progress REAL NOT NULL DEFAULT 0,
+    frames_done INTEGER NOT NULL DEFAULT 0,
+    frames_total INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    params TEXT NOT NULL,
+    video_path TEXT NOT NULL,
+    audio_path TEXT NOT NULL,
+    work_dir TEXT NOT NULL,
+    result_path TEXT,
+    result_expired INTEGER NOT NULL DEFAULT 0,
+    result_info TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    webhook_url TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
+"""
+
+
+@dataclass
+class Job:
+    id: str
+    status: str
+    params: dict[str, Any]
+    video_path: str
+    audio_path: str
+    work_dir: str
+    created_at: float = field(default_factory=time.time)
+    stage: str | None = None
+    progress: float = 0.0
+    frames_done: int = 0
+    frames_total: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    result_path: str | None = None
+    result_expired: bool = False
+    result_info: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    webhook_url: str | None = None
+
+
+class JobStore:
+    """Thread-safe: the event loop and the GPU worker thread both write progress."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def insert(self, job: Job) -> None:
+        row = self._to_row(job)
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._lock:
+            self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        row = self._to_row_fields(fields)
+        sets = ", ".join(f"{k} = ?" for k in row)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*row.values(), job_id])  # noqa: S608
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._from_row(row) if row else None
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]  # noqa: S608
+            rows = self._db.execute(
+                f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",  # noqa: S608
+                [*args, limit, offset],
+            ).fetchall()
+        return [self._from_row(r) for r in rows], total
+
+    def queued_ids(self) -> list[str]:
+        """Queued jobs in the order they will run."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id", (QUEUED,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def count(self, status: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
+
+    def ids_with_status(self, status: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE status = ?", (status,)).fetchall()]
+
+    def expired_results(self, before: float) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE status IN (?, ?, ?) AND finished_at < ? AND result_expired = 0",
+                (SUCCEEDED, FAILED, CANCELED, before),
+            ).fetchall()
+        return [self._from_row(r) for r in rows]
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    @staticmethod
+    def _to_row(job: Job) -> dict[str, Any]:
+        return JobStore._to_row_fields(asdict(job))
+
+    @staticmethod
+    def _to_row_fields(fields: dict[str, Any]) -> dict[str, Any]:
+        out = dict(fields)
+        for key in ("params", "result_info"):
+            if key in out and out[key] is not None:
+                out[key] = json.dumps(out[key])
+        if "result_expired" in out:
+            out["result_expired"] = int(bool(out["result_expired"]))
+        return out
+
+    @staticmethod
+    def _from_row(row: sqlite3.Row) -> Job:
+        d = dict(row)
+        d["params"] = json.loads(d["params"])
+        d["result_info"] = json.loads(d["result_info"]) if d["result_info"] else None
+        d["result_expired"] = bool(d["result_expired"])
+        return Job(**d)

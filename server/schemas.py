@@ -1,0 +1,59 @@
+"""Request and response models of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class JobParams(BaseModel):
+    """Optional per-job overrides; unset ones take the service defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inference_steps: int | None = Field(None, ge=1, le=200)
+    guidance_scale: float | None = Field(None, ge=0.0, le=20.0)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    enable_deepcache: bool | None = None
+    webhook_url: str | None = Field(None, max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return value
+
+
+class PathRequest(JobParams):
+    """JSON form of POST /lipsync for co-located backends: files inside an allowed folder."""
+
+    video_path: str = Field(..., max_length=4096)
+    audio_path: str = Field(..., max_length=4096)
+
+
+class JobView(BaseModel):
+    id: str
+    status: str
+    stage: str | None
+    progress: float
+    frames_done: int
+    frames_total: int
+    queue_position: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    eta_seconds: float | None
+    attempts: int
+    params: dict[str, Any]
+    error: dict[str, str] | None
+    result_url: str | None
+    result: dict[str, Any] | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    total: int
+    limit: int
+    offset: int
