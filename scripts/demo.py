@@ -27,7 +27,7 @@ def main() -> int:
     print(f"starting the service on {base} (log: {log_path})")
     proc = start_server(env, port, log_path)
     try:
-        info = wait_ready(base)
+        info = wait_ready(base, proc=proc)
         print(f"ready: device={info['device']} weights={info['weights']} ({info.get('notice', '')})")
         with open(ROOT / "assets" / "demo1_video.mp4", "rb") as v, open(ROOT / "assets" / "demo1_audio.wav", "rb") as a:
             r = httpx.post(

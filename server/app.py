@@ -24,7 +24,6 @@ from server.settings import Settings
 from server.worker import GPUWorker
 
 log = logging.getLogger("latentsync.server")
-CLEANUP_EVERY_S = 60.0
 
 
 class Service:
@@ -123,7 +122,7 @@ class Service:
                     self.store.update(job.id, result_expired=True)
             except Exception:  # never let housekeeping kill the service
                 log.exception("cleanup failed")
-            await asyncio.sleep(CLEANUP_EVERY_S)
+            await asyncio.sleep(self.settings.cleanup_interval_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -33,10 +33,14 @@ def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.P
     )
 
 
-def wait_ready(base: str, timeout: float = 180.0, headers: dict[str, str] | None = None) -> dict:
+def wait_ready(
+    base: str, timeout: float = 180.0, headers: dict[str, str] | None = None, proc: subprocess.Popen | None = None
+) -> dict:
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the service exited with code {proc.returncode} before it was ready")
         try:
             r = httpx.get(f"{base}/ready", headers=headers, timeout=5)
             last = r

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,11 +31,12 @@ class Settings(BaseSettings):
 
     # Storage
     data_dir: Path = ROOT / "data"
-    input_dirs: list[Path] = Field(default_factory=list)  # folders JSON requests may read from
-    result_ttl_s: int = Field(24 * 3600, ge=60)
+    input_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)  # folders JSON requests may read from
+    result_ttl_s: int = Field(24 * 3600, ge=1)
+    cleanup_interval_s: float = Field(60.0, gt=0)
 
     # Limits and protection
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_upload_mb: int = Field(500, ge=1)
     max_video_s: float = Field(600.0, gt=0)
     max_audio_s: float = Field(600.0, gt=0)
@@ -48,8 +49,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split_list(cls, value: object) -> object:
         # Accept "a,b" as well as JSON lists in the environment.
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [v.strip() for v in text.split(",") if v.strip()]
         return value
 
     @property

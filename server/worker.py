@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from latentsync_core.pipeline import Cancelled
 from server.job_store import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore
 from server.metrics import Metrics
 
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 STAGE_SPAN = {"probe": (0.0, 0.01), "audio": (0.01, 0.04), "detect": (0.04, 0.15), "denoise": (0.15, 0.98),
               "encode": (0.98, 1.0)}  # fmt: skip
 PERSIST_EVERY_S = 0.5
-
-
-class JobCancelled(Exception):
-    pass
 
 
 class GPUWorker:
@@ -102,7 +99,7 @@ class GPUWorker:
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self._executor, self._execute, job)
-        except JobCancelled:
+        except Cancelled:
             if self._requeue_on_stop and self._stopping:
                 # Graceful shutdown: this attempt does not count.
                 self.store.update(job.id, status=QUEUED, attempts=job.attempts, stage=None, progress=0.0)
