@@ -23,6 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--polls", type=int, default=500)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--interval", type=float, default=0.03, help="pause between polls (s), to span every stage")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-svc-") as tmp:
         port = free_port()
@@ -58,6 +59,7 @@ def main() -> None:
                 stages.add(body["stage"])
                 if body["status"] != "running":
                     break
+                time.sleep(args.interval)
             client.delete(f"/jobs/{job['id']}")
         finally:
             proc.terminate()
