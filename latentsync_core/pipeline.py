@@ -342,9 +342,8 @@ class LipSyncPipeline:
                     masked = pixel * mask
                     masked_lat = vae_ops.encode(m.vae, masked.to(dtype), generator)
                     ref_lat = vae_ops.encode(m.vae, pixel.to(dtype), generator)
-                    to_5d = lambda t: t.permute(1, 0, 2, 3).unsqueeze(0)  # noqa: E731 (f,c,h,w)->(1,c,f,h,w)
                     cond = torch.cat(
-                        [to_5d(mask_latent.expand(count, -1, -1, -1)), to_5d(masked_lat), to_5d(ref_lat)], dim=1
+                        [_to_5d(mask_latent.expand(count, -1, -1, -1)), _to_5d(masked_lat), _to_5d(ref_lat)], dim=1
                     )
                     audio = WhisperFeatureExtractor.chunks(features, FPS, start=start, count=count).to(device, dtype)
                     if cfg:
@@ -408,6 +407,11 @@ def aligner_restore(
         restored = aligner.restore_batch(torch.from_numpy(frames[sel]), faces[sel], mats[sel])
         out[sel] = restored.cpu().numpy()
     return out
+
+
+def _to_5d(frames: torch.Tensor) -> torch.Tensor:
+    """(f, c, h, w) -> (1, c, f, h, w)."""
+    return frames.permute(1, 0, 2, 3).unsqueeze(0)
 
 
 def _fill_missing(matrices: list[np.ndarray | None]) -> np.ndarray:

@@ -171,7 +171,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(router)
     return app
-
-
-def default_data_dir() -> Path:
-    return Settings().data_dir

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -47,7 +46,6 @@ class GPUWorker:
         self._stopping = False
         self._webhook_timeout = webhook_timeout
         self._webhook_retries = webhook_retries
-        self._lock = threading.Lock()
         self.seconds_per_frame: float | None = None  # running average, for ETAs of queued jobs
 
     # ---- lifecycle ----------------------------------------------------------------------

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import whisper
 from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
 from whisper.model import AudioEncoder, ModelDimensions
 
@@ -114,8 +113,3 @@ class WhisperFeatureExtractor:
         idx = (centres[:, None] + offsets[None, :]).clamp(0, len(features) - 1)
         picked = features[idx]  # (N, 10, layers+1, dim)
         return picked.reshape(count, -1, features.shape[-1])
-
-
-def load_whisper(path: str | Path, device: str | torch.device = "cpu") -> whisper.Whisper:
-    """The full openai-whisper model (for tools that need it; the pipeline does not)."""
-    return whisper.load_model(str(path), device=device)
