@@ -218,9 +218,8 @@ class LipSyncPipeline:
             report("encode", 1, 1)
             timings["encode"] = time.perf_counter() - t0
             n_src = len(plan.has_face)
-            missing = sorted(
-                {ping_pong_index(j, n_src) for j in range(n_out) if not plan.has_face[ping_pong_index(j, n_src)]}
-            )
+            # Every decoded source frame is shown (decoding stops at the output's length).
+            missing = np.flatnonzero(~plan.has_face).tolist()
             if self.m.is_demo:
                 log.warning("%s: %s", output_path.name, DEMO_NOTICE)
             return LipSyncResult(
@@ -265,41 +264,38 @@ class LipSyncPipeline:
         store = FrameStore(work / "frames.raw", info.height, info.width) if keep_frames else None
         aligner = FaceAligner(self.m.resolution)
         matrices: list[np.ndarray | None] = []
-        count = 0
         try:
             with FrameReader(video_path, info.width, info.height) as reader:
                 for frame in reader:
                     # Frames past the output's length are never shown: no need to look at them.
-                    if count >= n_out:
+                    if len(matrices) >= n_out:
                         break
                     if store is not None:
                         store.append(frame)
                     face = self.m.detector.detect(frame)
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
-                    count += 1
-                    if count % 8 == 0:
-                        report("detect", count, min(estimate, n_out))
+                    if len(matrices) % 8 == 0:
+                        report("detect", len(matrices), min(estimate, n_out))
                         self._check(cancelled)
                 errors = reader.errors
+            if not matrices:
+                raise MediaError(
+                    "INVALID_VIDEO", f"no decodable video frames ({errors.strip()[:200] or 'empty stream'})"
+                )
+            if all(m is None for m in matrices):
+                raise PipelineError("NO_FACE", "no face was found in any frame of the video")
+            if n_out > len(matrices) and store is None:  # the probe under-estimated: decode again into a store
+                store = FrameStore(work / "frames.raw", info.height, info.width)
+                with FrameReader(video_path, info.width, info.height) as reader:
+                    for frame, _ in zip(reader, range(len(matrices)), strict=False):
+                        store.append(frame)
         except BaseException:
             if store is not None:
                 store.close()
             raise
-        if count == 0:
-            if store is not None:
-                store.close()
-            raise MediaError("INVALID_VIDEO", f"no decodable video frames ({errors.strip()[:200] or 'empty stream'})")
+        count = len(matrices)
         has_face = np.array([m is not None for m in matrices])
-        if not has_face.any():
-            if store is not None:
-                store.close()
-            raise PipelineError("NO_FACE", "no face was found in any frame of the video")
         filled = _fill_missing(matrices)
-        if n_out > count and store is None:  # the probe under-estimated: decode again into a store
-            store = FrameStore(work / "frames.raw", info.height, info.width)
-            with FrameReader(video_path, info.width, info.height) as reader:
-                for frame, _ in zip(reader, range(count), strict=False):
-                    store.append(frame)
         report("detect", count, count)
         return _SourcePlan(info=info, matrices=filled, has_face=has_face, store=store)
 
