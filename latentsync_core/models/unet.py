@@ -165,6 +165,60 @@ class UNet3DConditionModel(nn.Module):
         """With ``deep_cache``, a refresh step runs the whole network and keeps the deep
         features; other steps recompute only ``conv_in`` and the last layer of the last up
         block on top of them (DeepCache with branch 0, as upstream's option)."""
+        if deep_cache is not None and not deep_cache.refresh_now():
+            x = self.forward_shallow(sample, timestep, encoder_hidden_states, deep_cache.feature)
+        else:
+            x, feature = self.forward_full(sample, timestep, encoder_hidden_states, capture=deep_cache is not None)
+            if deep_cache is not None:
+                deep_cache.store(feature)
+        return UNetOutput(sample=x) if return_dict else (x,)
+
+    def forward_full(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor | None,
+        capture: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole network. With ``capture``, also returns the input of the last layer of
+        the last up block (DeepCache's cached feature). Tensors in, tensors out, so that it
+        compiles as one graph."""
+        sample, temb = self._prepare(sample, timestep)
+        # Sizes that are not multiples of the total downsampling force explicit upsample sizes.
+        factor = 2 ** (len(self.up_blocks) - 1)
+        forward_size = any(s % factor != 0 for s in sample.shape[-2:])
+        x = self.conv_in(sample)
+        skips: list[torch.Tensor] = [x]
+        for block in self.down_blocks:
+            x, block_skips = block(x, temb, encoder_hidden_states)
+            skips.extend(block_skips)
+        x = self.mid_block(x, temb, encoder_hidden_states)
+        feature: torch.Tensor | None = None
+        for i, block in enumerate(self.up_blocks):
+            n = len(block.resnets)
+            block_skips, skips = skips[-n:], skips[:-n]
+            size = tuple(skips[-1].shape[-2:]) if forward_size and i < len(self.up_blocks) - 1 else None
+            grab: list[torch.Tensor] | None = [] if capture and i == len(self.up_blocks) - 1 else None
+            x = block(x, block_skips, temb, encoder_hidden_states, size, capture=grab)
+            if grab:
+                feature = grab[0]
+        return self.conv_out(F.silu(self.conv_norm_out(x))), feature
+
+    def forward_shallow(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor | None,
+        feature: torch.Tensor,
+    ) -> torch.Tensor:
+        """A DeepCache step: ``conv_in`` and the last up layer on top of the cached feature."""
+        sample, temb = self._prepare(sample, timestep)
+        x = self.conv_in(sample)
+        last = self.up_blocks[-1]
+        x = last(feature, [x], temb, encoder_hidden_states, None, start=len(last.resnets) - 1)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+    def _prepare(self, sample: torch.Tensor, timestep: torch.Tensor | float | int) -> tuple[torch.Tensor, torch.Tensor]:
         if sample.dim() != 5:
             raise ValueError(f"sample must be (batch, channels, frames, height, width), got {tuple(sample.shape)}")
         frames = sample.shape[2]
@@ -172,39 +226,12 @@ class UNet3DConditionModel(nn.Module):
             raise ValueError(f"a window holds at most {self.max_window_frames} frames, got {frames}")
         if self.config.center_input_sample:
             sample = 2 * sample - 1.0
-
         t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
         t = t.to(sample.device).reshape(-1).expand(sample.shape[0])
         t_emb = timestep_embedding(
             t, self.config.block_out_channels[0], self.config.flip_sin_to_cos, self.config.freq_shift
         )
-        temb = self.time_embedding(t_emb.to(self.dtype))
-
-        # Sizes that are not multiples of the total downsampling force explicit upsample sizes.
-        factor = 2 ** (len(self.up_blocks) - 1)
-        forward_size = any(s % factor != 0 for s in sample.shape[-2:])
-
-        x = self.conv_in(sample)
-        if deep_cache is not None and not deep_cache.refresh_now():
-            last = self.up_blocks[-1]
-            x = last(deep_cache.feature, [x], temb, encoder_hidden_states, None, start=len(last.resnets) - 1)
-            x = self.conv_out(F.silu(self.conv_norm_out(x)))
-            return UNetOutput(sample=x) if return_dict else (x,)
-        skips: list[torch.Tensor] = [x]
-        for block in self.down_blocks:
-            x, block_skips = block(x, temb, encoder_hidden_states)
-            skips.extend(block_skips)
-        x = self.mid_block(x, temb, encoder_hidden_states)
-        for i, block in enumerate(self.up_blocks):
-            n = len(block.resnets)
-            block_skips, skips = skips[-n:], skips[:-n]
-            size = tuple(skips[-1].shape[-2:]) if forward_size and i < len(self.up_blocks) - 1 else None
-            capture: list[torch.Tensor] | None = [] if deep_cache is not None and i == len(self.up_blocks) - 1 else None
-            x = block(x, block_skips, temb, encoder_hidden_states, size, capture=capture)
-            if capture:
-                deep_cache.store(capture[0])
-        x = self.conv_out(F.silu(self.conv_norm_out(x)))
-        return UNetOutput(sample=x) if return_dict else (x,)
+        return sample, self.time_embedding(t_emb.to(self.dtype))
 
 
 def _cross_attention(kind: str, direction: str) -> bool:

@@ -1,0 +1,152 @@
+"""Fast execution of the UNet and the VAE: channels-last layout and ``torch.compile`` for
+the one shape every full window has. Anything else (a short last window, no guidance)
+runs the same modules eagerly, so a new shape never triggers a compile in the middle of
+a job. The eager modules are the reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+from latentsync_core.models import UNet3DConditionModel
+
+log = logging.getLogger(__name__)
+
+SCALING_FACTOR = 0.18215
+
+
+@dataclass(frozen=True)
+class AccelOptions:
+    compile: bool = False  # torch.compile the full-window shapes at warm-up
+    channels_last: bool = False  # NHWC activations: no layout conversions around convolutions
+    backend: str = "inductor"  # tests trace with "aot_eager": the same graph, no code generation
+
+    @classmethod
+    def for_device(cls, device: torch.device, compile: bool | None = None) -> AccelOptions:
+        """Channels-last on a GPU; compile there unless told otherwise (a CPU compile
+        needs a C++ tool chain and buys little)."""
+        on_gpu = device.type == "cuda"
+        return cls(compile=on_gpu if compile is None else compile, channels_last=on_gpu)
+
+
+def _to_channels_last(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+
+
+def _compile(fn: Callable, options: AccelOptions) -> Callable:
+    # fullgraph: a graph break would silently fall back to slow Python between pieces.
+    return torch.compile(fn, dynamic=False, fullgraph=True, backend=options.backend)
+
+
+class UNetRunner:
+    """``full`` and ``shallow`` (DeepCache) UNet calls; compiled for ``(batch, 13, frames,
+    h, w)`` once ``prepare`` ran with that shape, eager for any other."""
+
+    def __init__(self, unet: UNet3DConditionModel, options: AccelOptions):
+        self.unet = unet
+        self.options = options
+        if options.channels_last:
+            _to_channels_last(unet)
+        self._shape: tuple[int, ...] | None = None
+        self._full: Callable = unet.forward_full
+        self._shallow: Callable = unet.forward_shallow
+
+    def prepare(self, shape: tuple[int, ...], context_shape: tuple[int, ...]) -> float:
+        """Compile (when enabled) and run both paths once at ``shape``; returns seconds."""
+        start = time.perf_counter()
+        if self.options.compile:
+            self._full = _compile(self.unet.forward_full, self.options)
+            self._shallow = _compile(self.unet.forward_shallow, self.options)
+        self._shape = tuple(shape)
+        p = next(self.unet.parameters())
+        x = torch.randn(shape, device=p.device, dtype=p.dtype)
+        ctx = torch.randn(context_shape, device=p.device, dtype=p.dtype)
+        t = torch.tensor([500.0], device=p.device)
+        with torch.no_grad():
+            out, feature = self.full(x, t, ctx)
+            self.shallow(x, t, ctx, feature)
+        if p.device.type == "cuda":
+            torch.cuda.synchronize(p.device)
+        return time.perf_counter() - start
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.options.channels_last else x
+
+    def full(
+        self, sample: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise prediction and the DeepCache feature."""
+        fn = self._full if tuple(sample.shape) == self._shape else self.unet.forward_full
+        return fn(self._layout(sample), t, ctx, capture=True)
+
+    def shallow(self, sample: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        fn = self._shallow if tuple(sample.shape) == self._shape else self.unet.forward_shallow
+        return fn(self._layout(sample), t, ctx, feature)
+
+
+class VAERunner:
+    """The SD VAE split where the pipeline needs it: encoder moments (the Gaussian's
+    parameters, sampled by the caller with the job's generator) and the decoder."""
+
+    def __init__(self, vae: AutoencoderKL, options: AccelOptions):
+        self.vae = vae
+        self.options = options
+        if options.channels_last:
+            _to_channels_last(vae)
+        self._shape: tuple[int, ...] | None = None
+        self._moments: Callable = self._moments_eager
+        self._decode: Callable = self._decode_eager
+
+    def _moments_eager(self, images: torch.Tensor) -> torch.Tensor:
+        h = self.vae.encoder(images)
+        return self.vae.quant_conv(h) if self.vae.quant_conv is not None else h
+
+    def _decode_eager(self, latents: torch.Tensor) -> torch.Tensor:
+        z = self.vae.post_quant_conv(latents) if self.vae.post_quant_conv is not None else latents
+        return self.vae.decoder(z)
+
+    def prepare(self, image_shape: tuple[int, ...]) -> float:
+        start = time.perf_counter()
+        if self.options.compile:
+            self._moments = _compile(self._moments_eager, self.options)
+            self._decode = _compile(self._decode_eager, self.options)
+        self._shape = tuple(image_shape)
+        p = next(self.vae.parameters())
+        n, _, h, w = image_shape
+        with torch.no_grad():
+            self.moments(torch.randn(image_shape, device=p.device, dtype=p.dtype))
+            self.decode(torch.randn((n, 4, h // 8, w // 8), device=p.device, dtype=p.dtype))
+        if p.device.type == "cuda":
+            torch.cuda.synchronize(p.device)
+        return time.perf_counter() - start
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.vae.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
+
+    def moments(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [-1, 1] -> (N, 8, H/8, W/8): mean and log-variance."""
+        fn = self._moments if tuple(images.shape) == self._shape else self._moments_eager
+        return fn(self._layout(images))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (N, 4, h, w) -> images (N, 3, 8h, 8w) in about [-1, 1]."""
+        n, _, h, w = latents.shape
+        compiled = self._shape is not None and (n, 3, 8 * h, 8 * w) == self._shape
+        fn = self._decode if compiled else self._decode_eager
+        return fn(self._layout(latents / SCALING_FACTOR))
+
+
+def sample_latents(moments: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Scaled latents drawn from encoder moments, exactly as ``vae.encode(x).latent_dist
+    .sample(generator)`` followed by the scaling factor."""
+    return DiagonalGaussianDistribution(moments).sample(generator=generator) * SCALING_FACTOR
