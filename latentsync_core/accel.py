@@ -16,11 +16,9 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from latentsync_core.models import UNet3DConditionModel
+from latentsync_core.vae import SCALING_FACTOR
 
 log = logging.getLogger(__name__)
-
-SCALING_FACTOR = 0.18215
-
 
 @dataclass(frozen=True)
 class AccelOptions:
@@ -60,23 +58,32 @@ class UNetRunner:
         self._full: Callable = unet.forward_full
         self._shallow: Callable = unet.forward_shallow
 
-    def prepare(self, shape: tuple[int, ...], context_shape: tuple[int, ...]) -> float:
-        """Compile (when enabled) and run both paths once at ``shape``; returns seconds."""
+    def run_once(self, shape: tuple[int, ...], context_shape: tuple[int, ...], full=None, shallow=None) -> float:
+        """Both paths once at ``shape`` (kernel selection, allocator growth); seconds."""
         start = time.perf_counter()
-        if self.options.compile:
-            self._full = _compile(self.unet.forward_full, self.options)
-            self._shallow = _compile(self.unet.forward_shallow, self.options)
-        self._shape = tuple(shape)
         p = next(self.unet.parameters())
-        x = torch.randn(shape, device=p.device, dtype=p.dtype)
+        x = self._layout(torch.randn(shape, device=p.device, dtype=p.dtype))
         ctx = torch.randn(context_shape, device=p.device, dtype=p.dtype)
         t = torch.tensor([500.0], device=p.device)
         with torch.no_grad():
-            out, feature = self.full(x, t, ctx)
-            self.shallow(x, t, ctx, feature)
+            _, feature = (full or self.unet.forward_full)(x, t, ctx, capture=True)
+            (shallow or self.unet.forward_shallow)(x, t, ctx, feature)
         if p.device.type == "cuda":
             torch.cuda.synchronize(p.device)
         return time.perf_counter() - start
+
+    def prepare(self, shape: tuple[int, ...], context_shape: tuple[int, ...]) -> float:
+        """Compile (when enabled) for ``shape`` and run once; seconds. Calls made meanwhile
+        (from another thread) stay on the eager modules until the compiled ones are ready."""
+        if not self.options.compile:
+            self._shape = tuple(shape)
+            return self.run_once(shape, context_shape)
+        full = _compile(self.unet.forward_full, self.options)
+        shallow = _compile(self.unet.forward_shallow, self.options)
+        seconds = self.run_once(shape, context_shape, full, shallow)
+        self._full, self._shallow = full, shallow
+        self._shape = tuple(shape)
+        return seconds
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.options.channels_last else x
@@ -114,36 +121,52 @@ class VAERunner:
         z = self.vae.post_quant_conv(latents) if self.vae.post_quant_conv is not None else latents
         return self.vae.decoder(z)
 
-    def prepare(self, image_shape: tuple[int, ...]) -> float:
+    def run_once(self, image_shape: tuple[int, ...], moments=None, decode=None) -> float:
         start = time.perf_counter()
-        if self.options.compile:
-            self._moments = _compile(self._moments_eager, self.options)
-            self._decode = _compile(self._decode_eager, self.options)
-        self._shape = tuple(image_shape)
         p = next(self.vae.parameters())
         n, _, h, w = image_shape
         with torch.no_grad():
-            self.moments(torch.randn(image_shape, device=p.device, dtype=p.dtype))
-            self.decode(torch.randn((n, 4, h // 8, w // 8), device=p.device, dtype=p.dtype))
+            (moments or self._moments_eager)(self._layout(torch.randn(image_shape, device=p.device)))
+            (decode or self._decode_eager)(self._layout(torch.randn((n, 4, h // 8, w // 8), device=p.device)))
         if p.device.type == "cuda":
             torch.cuda.synchronize(p.device)
         return time.perf_counter() - start
+
+    def prepare(self, image_shape: tuple[int, ...]) -> float:
+        """Compile (when enabled) for batches of ``image_shape``; smaller batches are padded
+        to it. Seconds."""
+        if not self.options.compile:
+            return self.run_once(image_shape)
+        moments = _compile(self._moments_eager, self.options)
+        decode = _compile(self._decode_eager, self.options)
+        seconds = self.run_once(image_shape, moments, decode)
+        self._moments, self._decode = moments, decode
+        self._shape = tuple(image_shape)
+        return seconds
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.vae.dtype)
         return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
 
+    def _call(self, fast: Callable, eager: Callable, x: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """The compiled function when the batch fits the compiled shape (padded with zeros:
+        every image is processed on its own), else the eager one."""
+        n = x.shape[0]
+        shape = self._shape
+        if shape is None or tuple(image_size) != tuple(shape[2:]) or n > shape[0]:
+            return eager(self._layout(x))
+        if n < shape[0]:
+            x = torch.cat([x, x.new_zeros((shape[0] - n, *x.shape[1:]))])
+        return fast(self._layout(x))[:n]
+
     def moments(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [-1, 1] -> (N, 8, H/8, W/8): mean and log-variance."""
-        fn = self._moments if tuple(images.shape) == self._shape else self._moments_eager
-        return fn(self._layout(images))
+        return self._call(self._moments, self._moments_eager, images, images.shape[2:])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (N, 4, h, w) -> images (N, 3, 8h, 8w) in about [-1, 1]."""
-        n, _, h, w = latents.shape
-        compiled = self._shape is not None and (n, 3, 8 * h, 8 * w) == self._shape
-        fn = self._decode if compiled else self._decode_eager
-        return fn(self._layout(latents / SCALING_FACTOR))
+        size = (8 * latents.shape[2], 8 * latents.shape[3])
+        return self._call(self._decode, self._decode_eager, latents / SCALING_FACTOR, size)
 
 
 def sample_latents(moments: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -33,10 +34,21 @@ class ModelBundle:
     dtype: torch.dtype
     weights_kind: str  # "official" or "demo"
     load_seconds: float = 0.0
+    vae_id: str = ""  # identifies the VAE weights (cached templates depend on them)
 
     @property
     def is_demo(self) -> bool:
         return self.weights_kind == "demo"
+
+
+def folder_id(folder: Path) -> str:
+    """A cheap identity of a weights folder: names, sizes and modification times."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
 
 
 def pick_device(device: str | None = None, gpu_id: int = 0) -> torch.device:
@@ -90,6 +102,7 @@ def load_models(
         device=dev,
         dtype=dt,
         weights_kind=weights,
+        vae_id=folder_id(paths.vae),
     )
     bundle.load_seconds = time.perf_counter() - start
     log.info("models loaded in %.1f s on %s (%s, %s weights)", bundle.load_seconds, dev, dt, weights)

@@ -19,6 +19,7 @@ without any face fails with ``NO_FACE``. Host memory holds one window of frames 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -33,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-from latentsync_core import vae as vae_ops
+from latentsync_core.accel import AccelOptions, UNetRunner, VAERunner, sample_latents
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
+from latentsync_core.background import Drain, Prefetch
 from latentsync_core.frame_store import FrameStore
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio
@@ -42,7 +44,9 @@ from latentsync_core.media.ffmpeg_bin import MediaError
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS, FrameReader, VideoWriter
 from latentsync_core.models import DeepCacheState
+from latentsync_core.template_cache import Template, TemplateCache, file_sha256, from_numpy, numpy_dtype, to_numpy
 from latentsync_core.vision.alignment import FaceAligner
+from latentsync_core.vision.face_detection import default_detect_workers, detect_in_order
 from latentsync_core.weights.demo import DEMO_NOTICE
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,8 @@ class LipSyncResult:
     weights_kind: str
     timings: dict[str, float] = field(default_factory=dict)
     notice: str | None = None
+    template_cache: dict | None = None  # {"key", "used", "stored"}; None when the cache is off
+    fast_path: bool = False  # compiled UNet/VAE were used for full windows
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,6 +117,27 @@ class _SourcePlan:
     matrices: np.ndarray  # (F, 2, 3) float32, a valid crop for every frame
     has_face: np.ndarray  # (F,) bool
     store: FrameStore | None
+    raw_matrices: np.ndarray | None = None  # NaN where no face: what a template keeps
+    complete: bool = False  # F is every frame of the video
+    template: Template | None = None  # the cached template this plan came from
+    cache_key: str | None = None
+    cache_state: str | None = None  # "hit" or "miss"
+    staging: Path | None = None  # template being built (published after a successful job)
+    moments_array: np.ndarray | None = None  # (F, 2, 8, h, w) encoder moments
+    moments_known: np.ndarray | None = None  # (F,) bool
+    work: Path | None = None
+    scratch: Path | None = None  # moments file in the work folder (no template cache)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.moments_array = None
+        if self.scratch is not None:
+            self.scratch.unlink(missing_ok=True)
+        if self.staging is not None:  # the job failed before publishing: drop the partial template
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
 
 
 def load_mask(resolution: int) -> torch.Tensor:
@@ -130,25 +157,58 @@ def ping_pong_index(j: int, n_source: int) -> int:
 
 
 class LipSyncPipeline:
-    def __init__(self, models: ModelBundle):
+    """``run`` turns a video and a speech track into a lip-synced MP4.
+
+    ``accel`` picks the execution of the UNet and VAE (eager reference, channels-last,
+    compiled); ``template_cache`` keeps the audio-independent work on each video;
+    ``detect_workers`` threads run the face detector during the first pass.
+    """
+
+    def __init__(
+        self,
+        models: ModelBundle,
+        accel: AccelOptions | None = None,
+        template_cache: TemplateCache | None = None,
+        detect_workers: int | None = None,
+    ):
         self.m = models
         self.mask = load_mask(models.resolution)
+        self.accel = accel or AccelOptions()
+        self.unet = UNetRunner(models.unet, self.accel)
+        self.vae = VAERunner(models.vae, self.accel)
+        self.template_cache = template_cache
+        self.detect_workers = detect_workers if detect_workers is not None else default_detect_workers()
+        self.fast_path_ready = not self.accel.compile
 
     # ---- public -----------------------------------------------------------------------
+    def _window_shapes(self, batch: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        r = self.m.resolution
+        unet = (batch, self.m.unet.config.in_channels, WINDOW, r // 8, r // 8)
+        ctx = (batch * WINDOW, 50, self.m.unet.config.cross_attention_dim)
+        return unet, ctx, (WINDOW, 3, r, r)
+
     def warmup(self) -> None:
-        """One UNet call and one VAE round trip at full window size, so the first job does not
-        pay for kernel selection and allocator growth."""
+        """One eager UNet call (full and DeepCache step) and one VAE round trip at full window
+        size, so the first job does not pay for kernel selection and allocator growth."""
+        unet_shape, ctx_shape, image_shape = self._window_shapes()
+        self.unet.run_once(unet_shape, ctx_shape)
+        self.vae.run_once(image_shape)
+
+    def prepare_fast_path(self) -> float:
+        """Compile the full-window shapes (guidance on: batch 2). Safe to call on a thread
+        while jobs run: they use the eager modules until this returns. Seconds taken."""
+        if not self.accel.compile:
+            return 0.0
+        unet_shape, ctx_shape, image_shape = self._window_shapes()
+        seconds = self.unet.prepare(unet_shape, ctx_shape) + self.vae.prepare(image_shape)
+        self.fast_path_ready = True
+        log.info("compiled UNet and VAE for full windows in %.1f s", seconds)
+        return seconds
+
+    def fingerprint(self) -> str:
+        """What cached templates depend on besides the video's bytes."""
         m = self.m
-        r = m.resolution // 8
-        cond_frames = WINDOW * 2
-        with torch.no_grad():
-            x = torch.zeros((2, m.unet.config.in_channels, WINDOW, r, r), device=m.device, dtype=m.dtype)
-            ctx = torch.zeros((cond_frames, 50, m.unet.config.cross_attention_dim), device=m.device, dtype=m.dtype)
-            m.unet(x, 999, encoder_hidden_states=ctx)
-            lat = vae_ops.encode(m.vae, torch.zeros((1, 3, m.resolution, m.resolution), device=m.device), None)
-            vae_ops.decode(m.vae, lat)
-        if m.device.type == "cuda":
-            torch.cuda.synchronize(m.device)
+        return f"{m.resolution}|{m.detector.name}|{m.dtype}|{m.device.type}|{m.vae_id}|{self.accel.channels_last}"
 
     def run(
         self,
@@ -192,7 +252,7 @@ class LipSyncPipeline:
             self._check(cancelled)
 
             t0 = time.perf_counter()
-            plan = self._plan_source(video_path, video_info, n_out, work, report, cancelled)
+            plan = self._plan(video_path, video_info, n_out, work, report, cancelled)
             timings["detect"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
@@ -217,6 +277,7 @@ class LipSyncPipeline:
             shutil.move(str(partial), output_path)
             report("encode", 1, 1)
             timings["encode"] = time.perf_counter() - t0
+            cache_state = self._publish_template(plan)
             n_src = len(plan.has_face)
             # Every decoded source frame is shown (decoding stops at the output's length).
             missing = np.flatnonzero(~plan.has_face).tolist()
@@ -235,10 +296,12 @@ class LipSyncPipeline:
                 weights_kind=self.m.weights_kind,
                 timings=timings,
                 notice=DEMO_NOTICE if self.m.is_demo else None,
+                template_cache=cache_state,
+                fast_path=self.fast_path_ready and self.accel.compile,
             )
         finally:
-            if plan is not None and plan.store is not None:
-                plan.store.close()
+            if plan is not None:
+                plan.close()
             partial.unlink(missing_ok=True)
             if own_work:
                 shutil.rmtree(work, ignore_errors=True)
@@ -249,7 +312,31 @@ class LipSyncPipeline:
         if cancelled():
             raise Cancelled("cancelled")
 
-    def _plan_source(
+    def _plan(
+        self,
+        video_path: str | Path,
+        info: MediaInfo,
+        n_out: int,
+        work: Path,
+        report: ProgressFn,
+        cancelled: CancelFn,
+    ) -> _SourcePlan:
+        """From the template cache when it has this video, else by detection."""
+        if self.template_cache is None:
+            plan = self._detect_source(video_path, info, n_out, work, report, cancelled)
+            plan.work = work
+            return plan
+        key = TemplateCache.key(file_sha256(video_path), self.fingerprint())
+        template = self.template_cache.get(key, self.m.dtype)
+        if template is not None and template.covers(n_out):
+            plan = self._source_from_template(template, video_path, info, n_out, work, report)
+            plan.cache_key, plan.cache_state, plan.work = key, "hit", work
+            return plan
+        plan = self._detect_source(video_path, info, n_out, work, report, cancelled)
+        plan.cache_key, plan.cache_state, plan.work = key, "miss", work
+        return plan
+
+    def _detect_source(
         self,
         video_path: str | Path,
         info: MediaInfo,
@@ -264,19 +351,18 @@ class LipSyncPipeline:
         store = FrameStore(work / "frames.raw", info.height, info.width) if keep_frames else None
         aligner = FaceAligner(self.m.resolution)
         matrices: list[np.ndarray | None] = []
+        complete = False
         try:
             with FrameReader(video_path, info.width, info.height) as reader:
-                for frame in reader:
-                    # Frames past the output's length are never shown: no need to look at them.
-                    if len(matrices) >= n_out:
-                        break
+                frames = _take(reader, n_out)  # frames past the output's length are never shown
+                for frame, face in detect_in_order(self.m.detector, frames, self.detect_workers):
                     if store is not None:
                         store.append(frame)
-                    face = self.m.detector.detect(frame)
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
                     if len(matrices) % 8 == 0:
                         report("detect", len(matrices), min(estimate, n_out))
                         self._check(cancelled)
+                complete = len(matrices) < n_out  # the stream ended first: this is every frame
                 errors = reader.errors
             if not matrices:
                 raise MediaError(
@@ -285,19 +371,59 @@ class LipSyncPipeline:
             if all(m is None for m in matrices):
                 raise PipelineError("NO_FACE", "no face was found in any frame of the video")
             if n_out > len(matrices) and store is None:  # the probe under-estimated: decode again into a store
-                store = FrameStore(work / "frames.raw", info.height, info.width)
-                with FrameReader(video_path, info.width, info.height) as reader:
-                    for frame, _ in zip(reader, range(len(matrices)), strict=False):
-                        store.append(frame)
+                store = self._store_frames(video_path, info, len(matrices), work)
         except BaseException:
             if store is not None:
                 store.close()
             raise
         count = len(matrices)
         has_face = np.array([m is not None for m in matrices])
-        filled = _fill_missing(matrices)
+        raw = np.stack([m if m is not None else np.full((2, 3), np.nan, np.float32) for m in matrices])
         report("detect", count, count)
-        return _SourcePlan(info=info, matrices=filled, has_face=has_face, store=store)
+        return _SourcePlan(info=info, matrices=_fill_missing(matrices), has_face=has_face, store=store,
+                           raw_matrices=raw, complete=complete)  # fmt: skip
+
+    def _source_from_template(
+        self, template: Template, video_path: str | Path, info: MediaInfo, n_out: int, work: Path, report: ProgressFn
+    ) -> _SourcePlan:
+        """The plan the detection pass would give, from a cached template: the same frames
+        (the first ``n_out``, or the whole video when it loops)."""
+        n_src = min(template.count, n_out)
+        has_face = template.has_face[:n_src].copy()
+        if not has_face.any():
+            raise PipelineError("NO_FACE", "no face was found in any frame of the video")
+        raw = template.matrices[:n_src]
+        matrices = [raw[i] if has_face[i] else None for i in range(n_src)]
+        store = self._store_frames(video_path, info, n_src, work) if n_out > n_src else None
+        report("detect", n_src, n_src)
+        return _SourcePlan(info=info, matrices=_fill_missing(matrices), has_face=has_face, store=store,
+                           raw_matrices=raw.copy(), complete=template.complete, template=template)  # fmt: skip
+
+    @staticmethod
+    def _store_frames(video_path: str | Path, info: MediaInfo, count: int, work: Path) -> FrameStore:
+        store = FrameStore(work / "frames.raw", info.height, info.width)
+        try:
+            with FrameReader(video_path, info.width, info.height) as reader:
+                for frame in _take(reader, count):
+                    store.append(frame)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _publish_template(self, plan: _SourcePlan) -> dict | None:
+        """After a successful job: keep what a later job on the same video can reuse."""
+        if self.template_cache is None or plan.cache_key is None:
+            return None
+        state = {"key": plan.cache_key, "used": plan.cache_state == "hit", "stored": False}
+        if plan.cache_state == "miss" and plan.staging is not None and plan.moments_known.all():
+            plan.moments_array.flush()
+            plan.moments_array = None  # the memory map must be closed before the rename
+            state["stored"] = self.template_cache.commit(
+                plan.cache_key, plan.staging, plan.raw_matrices, plan.has_face, plan.complete
+            )
+            plan.staging = None
+        return state
 
     def _generate(
         self,
@@ -315,7 +441,8 @@ class LipSyncPipeline:
         n_src = len(plan.has_face)
         aligner = FaceAligner(m.resolution, device=device)
         scheduler = DDIMScheduler(**_scheduler_kwargs(m.scheduler))
-        scheduler.set_timesteps(params.inference_steps, device=device)
+        scheduler.set_timesteps(params.inference_steps)  # on the CPU: no GPU sync per step
+        step_t = [t.reshape(1).to(device) for t in scheduler.timesteps]
         generator = torch.Generator(device=device).manual_seed(params.seed)
         latent_size = m.resolution // 8
         # One noise image shared by every frame (as upstream): it keeps the mouth texture
@@ -325,46 +452,110 @@ class LipSyncPipeline:
         cfg = params.guidance_scale > 1.0
         mask = self.mask.to(device)
         mask_latent = F.interpolate(mask[None, 0:1], size=(latent_size, latent_size)).to(dtype)
-        sequential = None if plan.store is not None else FrameReader(video_path, plan.info.width, plan.info.height)
+        self._open_moments(plan, n_src, latent_size)
+        windows = [(s, min(WINDOW, n_out - s)) for s in range(0, n_out, WINDOW)]
+        sink = Drain(lambda item: _write_frames(writer, item), depth=2, name="encode-feed")
         try:
-            for start in range(0, n_out, WINDOW):
-                count = min(WINDOW, n_out - start)
+            with Prefetch(self._window_inputs(plan, windows, video_path), depth=2, name="decode-align") as inputs:
+                for (start, count), (src_idx, frames, faces, mats) in zip(windows, inputs, strict=True):
+                    with torch.no_grad():
+                        frames_gpu = torch.from_numpy(frames).to(device, non_blocking=True)
+                        pixel = faces.to(device, non_blocking=True)
+                        moments = self._moments(plan, src_idx, pixel, mask)
+                        masked_lat = sample_latents(moments[:, 0], generator)
+                        ref_lat = sample_latents(moments[:, 1], generator)
+                        cond = torch.cat(
+                            [_to_5d(mask_latent.expand(count, -1, -1, -1)), _to_5d(masked_lat), _to_5d(ref_lat)],
+                            dim=1,
+                        )
+                        audio = WhisperFeatureExtractor.chunks(features, FPS, start=start, count=count)
+                        audio = audio.to(device, dtype)
+                        if cfg:
+                            cond = torch.cat([cond, cond])
+                            audio = torch.cat([torch.zeros_like(audio), audio])
+                        latents = noise.expand(-1, -1, count, -1, -1).clone()
+                        cache = DeepCacheState(DEEPCACHE_INTERVAL) if params.enable_deepcache else None
+                        for k, t in enumerate(scheduler.timesteps):
+                            self._check(cancelled)
+                            inp = torch.cat([latents, latents]) if cfg else latents
+                            inp = torch.cat([scheduler.scale_model_input(inp, t), cond], dim=1)
+                            if cache is None or cache.refresh_now():
+                                pred, feature = self.unet.full(inp, step_t[k], audio)
+                                if cache is not None:
+                                    cache.store(feature)
+                            else:
+                                pred = self.unet.shallow(inp, step_t[k], audio, cache.feature)
+                            if cache is not None:
+                                cache.advance()
+                            if cfg:
+                                uncond, cond_pred = pred.chunk(2)
+                                pred = uncond + params.guidance_scale * (cond_pred - uncond)
+                            latents = scheduler.step(pred, t, latents, eta=0.0, generator=generator).prev_sample
+                            report("denoise", start + count * (k + 1) // params.inference_steps, n_out)
+                        decoded = self.vae.decode(latents[0].permute(1, 0, 2, 3)).float()
+                        # Generated mouth region, original upper face.
+                        combined = decoded * (1 - mask) + pixel * mask
+                        out = aligner_restore(aligner, frames_gpu, combined, mats, plan.has_face[src_idx], device)
+                        sink.put(_to_host(out))
+            sink.finish()
+        except BaseException:
+            sink.abort()
+            raise
+
+    def _open_moments(self, plan: _SourcePlan, n_src: int, latent_size: int) -> None:
+        """Where this job's encoder moments go, one row per source frame: read from the
+        template on a hit, else a memory map in the cache's staging folder (published after
+        the job) or in the work folder (looped frames reuse their moments either way)."""
+        if plan.template is not None:
+            plan.moments_array = plan.template.moments
+            plan.moments_known = np.ones(n_src, bool)
+            return
+        if self.template_cache is not None and plan.cache_key is not None:
+            plan.staging = self.template_cache.staging()
+            folder = plan.staging
+        else:
+            folder = plan.work
+            plan.scratch = folder / "moments.npy"
+        plan.moments_array = np.lib.format.open_memmap(
+            folder / "moments.npy",
+            mode="w+",
+            dtype=numpy_dtype(self.m.dtype),
+            shape=(n_src, 2, 8, latent_size, latent_size),
+        )
+        plan.moments_known = np.zeros(n_src, bool)
+
+    def _moments(self, plan: _SourcePlan, src_idx: list[int], pixel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(count, 2, 8, h, w) encoder moments (masked face, face) of the window's frames."""
+        idx = np.asarray(src_idx)
+        todo = np.flatnonzero(~plan.moments_known[idx])
+        if len(todo):
+            faces = pixel[torch.from_numpy(todo).to(pixel.device)]
+            fresh = torch.stack([self.vae.moments(faces * mask), self.vae.moments(faces)], dim=1)
+            host = to_numpy(fresh)
+            for j, row in zip(todo, host, strict=True):
+                if not plan.moments_known[idx[j]]:
+                    plan.moments_array[idx[j]] = row
+                    plan.moments_known[idx[j]] = True
+            if len(todo) == len(idx):
+                return fresh
+        return from_numpy(plan.moments_array[idx], self.m.dtype).to(pixel.device)
+
+    def _window_inputs(self, plan: _SourcePlan, windows: list[tuple[int, int]], video_path: str | Path):
+        """Runs ahead on a thread: each window's source frames, aligned faces (``(count, 3,
+        r, r)`` in [-1, 1]) and matrices."""
+        device = self.m.device
+        aligner = FaceAligner(self.m.resolution, device=device)
+        side = torch.cuda.Stream(device) if device.type == "cuda" else None
+        sequential = None if plan.store is not None else FrameReader(video_path, plan.info.width, plan.info.height)
+        n_src = len(plan.has_face)
+        try:
+            for start, count in windows:
                 src_idx = [ping_pong_index(j, n_src) for j in range(start, start + count)]
                 frames = np.stack([self._frame(plan, sequential, i) for i in src_idx])
                 mats = torch.from_numpy(plan.matrices[src_idx])
-                faces = self._aligned_faces(aligner, frames, mats)  # (f, 3, r, r) in [-1, 1]
-                with torch.no_grad():
-                    pixel = faces.to(device)
-                    masked = pixel * mask
-                    masked_lat = vae_ops.encode(m.vae, masked.to(dtype), generator)
-                    ref_lat = vae_ops.encode(m.vae, pixel.to(dtype), generator)
-                    cond = torch.cat(
-                        [_to_5d(mask_latent.expand(count, -1, -1, -1)), _to_5d(masked_lat), _to_5d(ref_lat)], dim=1
-                    )
-                    audio = WhisperFeatureExtractor.chunks(features, FPS, start=start, count=count).to(device, dtype)
-                    if cfg:
-                        cond = torch.cat([cond, cond])
-                        audio = torch.cat([torch.zeros_like(audio), audio])
-                    latents = noise.expand(-1, -1, count, -1, -1).clone()
-                    cache = DeepCacheState(DEEPCACHE_INTERVAL) if params.enable_deepcache else None
-                    for k, t in enumerate(scheduler.timesteps):
-                        self._check(cancelled)
-                        inp = torch.cat([latents, latents]) if cfg else latents
-                        inp = torch.cat([scheduler.scale_model_input(inp, t), cond], dim=1)
-                        pred = m.unet(inp, t, encoder_hidden_states=audio, deep_cache=cache).sample
-                        if cache is not None:
-                            cache.advance()
-                        if cfg:
-                            uncond, cond_pred = pred.chunk(2)
-                            pred = uncond + params.guidance_scale * (cond_pred - uncond)
-                        latents = scheduler.step(pred, t, latents, eta=0.0, generator=generator).prev_sample
-                        report("denoise", start + count * (k + 1) // params.inference_steps, n_out)
-                    decoded = vae_ops.decode(m.vae, latents[0].permute(1, 0, 2, 3)).float()
-                    # Generated mouth region, original upper face.
-                    combined = decoded * (1 - mask) + pixel * mask
-                    out = aligner_restore(aligner, frames, combined, mats, plan.has_face[src_idx], device)
-                for frame in out:
-                    writer.write(frame)
+                with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+                    faces = self._aligned_faces(aligner, frames, mats)
+                yield src_idx, frames, faces, mats
         finally:
             if sequential is not None:
                 sequential.close()
@@ -386,22 +577,47 @@ class LipSyncPipeline:
         return torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def _take(frames, count: int):
+    for i, frame in enumerate(frames):
+        if i >= count:
+            return
+        yield frame
+
+
+def _to_host(frames: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Start the copy of finished frames to the host; the writer thread waits for it."""
+    if frames.device.type != "cuda":
+        return frames, None
+    host = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
+    host.copy_(frames, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return host, done
+
+
+def _write_frames(writer: VideoWriter, item: tuple[torch.Tensor, torch.cuda.Event | None]) -> None:
+    frames, done = item
+    if done is not None:
+        done.synchronize()
+    for frame in frames.numpy():
+        writer.write(frame)
+
+
 def aligner_restore(
     aligner: FaceAligner,
-    frames: np.ndarray,
+    frames: torch.Tensor,
     faces: torch.Tensor,
     mats: torch.Tensor,
     has_face: np.ndarray,
     device: torch.device,
-) -> np.ndarray:
+) -> torch.Tensor:
     """Paste generated faces into the frames that had one; others pass through unchanged."""
-    out = frames.copy()
+    out = frames.clone()
     chunk = len(frames) if device.type == "cuda" else 1  # bounded host memory on the CPU
     idx = np.flatnonzero(has_face)
     for s in range(0, len(idx), chunk):
-        sel = idx[s : s + chunk]
-        restored = aligner.restore_batch(torch.from_numpy(frames[sel]), faces[sel], mats[sel])
-        out[sel] = restored.cpu().numpy()
+        sel = torch.from_numpy(idx[s : s + chunk]).to(frames.device)
+        out[sel] = aligner.restore_batch(frames[sel], faces[sel], mats[sel.cpu()]).to(out.device)
     return out
 
 

@@ -37,6 +37,18 @@ def random_vae(dtype: torch.dtype):
     )
 
 
+def time_unet(runner: UNetRunner, x, t, ctx, feature) -> tuple[float, float]:
+    with torch.no_grad():
+        full = timed(lambda: runner.full(x, t, ctx), warmup=2, reps=7)
+        shallow = timed(lambda: runner.shallow(x, t, ctx, feature), warmup=2, reps=7)
+    return full, shallow
+
+
+def time_vae(runner: VAERunner, img, lat) -> tuple[float, float]:
+    with torch.no_grad():
+        return timed(lambda: runner.moments(img), reps=5), timed(lambda: runner.decode(lat), reps=5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="eager,eager_cl,compile,compile_cl")
@@ -69,15 +81,15 @@ def main() -> None:
             if reference is None:
                 reference = out
             rel = ((out - reference).norm() / reference.norm()).item()
-            full = timed(lambda: runner.full(x, t, ctx), warmup=2, reps=7)
-            shallow = timed(lambda: runner.shallow(x, t, ctx, feature), warmup=2, reps=7)
+            full, shallow = time_unet(runner, x, t, ctx, feature)
         tflops = TFLOP_PER_FRAME_PASS * b * FRAMES / full
         fps = args.windows * FRAMES / (full * 20)
         deep = args.windows * FRAMES / (full * 7 + shallow * 13)
         rows.append((f"UNet {variant} ({args.windows} window/call)", f"{full * 1000:.1f} ms, {tflops:.0f} TFLOP/s, "
                      f"{fps:.2f} f/s; shallow {shallow * 1000:.1f} ms, DeepCache {deep:.2f} f/s; "
                      f"prepare {prep:.0f} s; rel diff {rel:.1e}"))  # fmt: skip
-        results.update({f"{variant}_ms": full * 1000, f"{variant}_shallow_ms": shallow * 1000, f"{variant}_prep_s": prep})
+        results.update({f"{variant}_ms": full * 1000, f"{variant}_shallow_ms": shallow * 1000})
+        results[f"{variant}_prep_s"] = prep
         print(rows[-1], flush=True)
         del unet, runner, out, feature
         torch.cuda.empty_cache()
@@ -89,9 +101,7 @@ def main() -> None:
             prep = runner.prepare((FRAMES, 3, 512, 512))
             img = torch.randn(FRAMES, 3, 512, 512, device="cuda", dtype=dtype)
             lat = torch.randn(FRAMES, 4, 64, 64, device="cuda", dtype=dtype)
-            with torch.no_grad():
-                enc = timed(lambda: runner.moments(img), reps=5)
-                dec = timed(lambda: runner.decode(lat), reps=5)
+            enc, dec = time_vae(runner, img, lat)
             rows.append((f"VAE {variant}, 16 frames", f"encode {enc * 1000:.1f} ms, decode {dec * 1000:.1f} ms, "
                          f"prepare {prep:.0f} s"))  # fmt: skip
             results.update({f"vae_{variant}_enc_ms": enc * 1000, f"vae_{variant}_dec_ms": dec * 1000})

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +64,16 @@ class DlibFaceDetector:
         self.detect_size = detect_size
         self.upsample = upsample
 
+    def clone(self) -> DlibFaceDetector:
+        """A detector for another thread: HOG scanners keep scratch state, so each thread
+        needs its own; the (read-only) landmark model is shared."""
+        import dlib
+
+        other = object.__new__(DlibFaceDetector)
+        other.__dict__.update(self.__dict__)
+        other._detector = dlib.get_frontal_face_detector()
+        return other
+
     def detect(self, frame_rgb: np.ndarray) -> Face | None:
         h, w = frame_rgb.shape[:2]
         scale = min(1.0, self.detect_size / min(h, w))  # HOG finds faces down to ~70 px
@@ -80,6 +95,45 @@ class DlibFaceDetector:
         pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) / scale
         box = (best.left() / scale, best.top() / scale, best.right() / scale, best.bottom() / scale)
         return Face(box=box, points=np.round(dlib68_to_points3(pts)))
+
+
+def detect_in_order(
+    detector: FaceDetector, frames: Iterable[np.ndarray], workers: int = 1
+) -> Iterator[tuple[np.ndarray, Face | None]]:
+    """``(frame, face)`` for each frame, in order. Detectors that can be cloned (dlib's
+    releases the GIL while it scans) run on ``workers`` threads with a bounded look-ahead,
+    so memory stays at a few frames per worker."""
+    clone = getattr(detector, "clone", None)
+    if workers <= 1 or clone is None:
+        for frame in frames:
+            yield frame, detector.detect(frame)
+        return
+    local = threading.local()
+
+    def run(frame: np.ndarray) -> Face | None:
+        if not hasattr(local, "detector"):
+            local.detector = clone()
+        return local.detector.detect(frame)
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="detect") as pool:
+        try:
+            for frame in frames:
+                pending.append((frame, pool.submit(run, frame)))
+                if len(pending) >= 2 * workers:
+                    f, fut = pending.popleft()
+                    yield f, fut.result()
+            while pending:
+                f, fut = pending.popleft()
+                yield f, fut.result()
+        finally:
+            for _, fut in pending:  # the consumer stopped early: drop the rest
+                fut.cancel()
+
+
+def default_detect_workers() -> int:
+    """All cores but one (that one decodes and feeds the GPU), at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def dlib68_to_points3(lmk: np.ndarray) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""A disk cache of the audio-independent work on a source video ("template"): per frame,
+the face flag, the smoothed alignment matrix and the VAE encoder moments of the masked
+and of the full aligned face. A backend that reuses one avatar clip with new speech pays
+for face detection and the two VAE encodes once.
+
+Entries are keyed by the SHA-256 of the video's bytes plus a fingerprint of everything
+else the values depend on (resolution, detector, VAE weights, dtype, device kind). The
+moments, not sampled latents, are stored: every job still draws its own noise from its
+own seed, so a cached run gives the same output as an uncached one.
+
+Layout: ``<root>/<key>/meta.json`` + ``moments.npy``; an entry is written in a staging
+folder and renamed into place, so readers never see half an entry. The total size is
+bounded; the least recently used entries go first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# numpy has no bfloat16: those moments are kept as their raw 16-bit patterns.
+_NP_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.int16}
+
+
+def numpy_dtype(dtype: torch.dtype) -> type:
+    return _NP_DTYPES[dtype]
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu().contiguous()
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def from_numpy(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+
+
+@dataclass
+class Template:
+    """Everything audio-independent about the first ``count`` frames of a video."""
+
+    matrices: np.ndarray  # (count, 2, 3) float32
+    has_face: np.ndarray  # (count,) bool
+    complete: bool  # count is every frame of the video
+    moments: np.ndarray  # (count, 2, 8, h, w): masked-face and face moments, memory-mapped
+    dtype: torch.dtype
+
+    @property
+    def count(self) -> int:
+        return len(self.has_face)
+
+    def covers(self, n_out: int) -> bool:
+        """Can a job with ``n_out`` output frames use it (the plain path reads at most
+        ``n_out`` frames, and loops only over a whole video)?"""
+        return self.complete or self.count >= n_out
+
+    def moments_of(self, index: list[int] | np.ndarray) -> torch.Tensor:
+        return from_numpy(self.moments[np.asarray(index)], self.dtype)
+
+
+class TemplateCache:
+    def __init__(self, root: str | Path, max_bytes: int):
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(video_sha256: str, fingerprint: str) -> str:
+        return hashlib.sha256(f"{FORMAT}|{video_sha256}|{fingerprint}".encode()).hexdigest()[:40]
+
+    def get(self, key: str, dtype: torch.dtype) -> Template | None:
+        folder = self.root / key
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            if meta.get("format") != FORMAT:
+                return None
+            arrays = np.load(folder / "arrays.npz")
+            moments = np.load(folder / "moments.npy", mmap_mode="r")
+            template = Template(
+                matrices=arrays["matrices"],
+                has_face=arrays["has_face"],
+                complete=bool(meta["complete"]),
+                moments=moments,
+                dtype=dtype,
+            )
+            if moments.dtype != numpy_dtype(dtype) or len(moments) != template.count:
+                raise ValueError("moments do not match the entry")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:  # damaged: drop it
+            log.warning("template cache entry %s unreadable (%s): removed", key, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        os.utime(folder)  # least-recently-used order
+        return template
+
+    def staging(self) -> Path:
+        """A private folder for an entry being built (``moments.npy`` can be written there
+        frame by frame as a memory map)."""
+        folder = self.root / f".staging-{uuid.uuid4().hex}"
+        folder.mkdir()
+        return folder
+
+    def commit(self, key: str, folder: Path, matrices: np.ndarray, has_face: np.ndarray, complete: bool) -> bool:
+        """Publish a staged entry (its ``moments.npy`` already written); False when it is
+        larger than the whole cache, which then keeps nothing of it."""
+        try:
+            np.savez(folder / "arrays.npz", matrices=matrices.astype(np.float32), has_face=has_face.astype(bool))
+            (folder / "meta.json").write_text(
+                json.dumps({"format": FORMAT, "complete": complete, "frames": len(has_face), "created": time.time()})
+            )
+            size = _size(folder)
+            if size > self.max_bytes:
+                log.info("template of %d MB exceeds the cache bound: not kept", size // 2**20)
+                return False
+            target = self.root / key
+            if target.exists():  # an older entry (e.g. covering fewer frames) is replaced
+                shutil.rmtree(target, ignore_errors=True)
+            os.replace(folder, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.evict(keep=key)
+        return True
+
+    def discard(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def evict(self, keep: str | None = None) -> None:
+        """Remove least recently used entries until the total fits the bound; stale
+        staging folders (crashed jobs) older than an hour go too."""
+        entries = []
+        for child in self.root.iterdir():
+            if child.name.startswith(".staging-"):
+                if time.time() - child.stat().st_mtime > 3600:
+                    shutil.rmtree(child, ignore_errors=True)
+                continue
+            if child.is_dir():
+                entries.append((child.stat().st_mtime, _size(child), child))
+        total = sum(e[1] for e in entries)
+        for _, size, child in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes:
+                break
+            if child.name == keep:
+                continue
+            shutil.rmtree(child, ignore_errors=True)
+            total -= size
+
+    def total_bytes(self) -> int:
+        return sum(_size(c) for c in self.root.iterdir() if c.is_dir() and not c.name.startswith("."))
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
