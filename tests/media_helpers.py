@@ -32,11 +32,11 @@ def make_clip(
     return dst
 
 
-def make_audio(src: Path, dst: Path, seconds: float, silent: bool = False) -> Path:
+def make_audio(src: Path, dst: Path, seconds: float, silent: bool = False, start: float = 0.0) -> Path:
     if silent:
         args = ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", f"{seconds}"]
     else:
-        args = ["-t", f"{seconds}", "-i", input_arg(src), "-ac", "1", "-ar", "16000"]
+        args = ["-ss", f"{start}", "-t", f"{seconds}", "-i", input_arg(src), "-ac", "1", "-ar", "16000"]
     run_ffmpeg([*args, str(dst)])
     return dst
 
