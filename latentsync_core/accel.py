@@ -20,6 +20,7 @@ from latentsync_core.vae import SCALING_FACTOR
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class AccelOptions:
     compile: bool = False  # torch.compile the full-window shapes at warm-up
@@ -45,6 +46,28 @@ def _compile(fn: Callable, options: AccelOptions) -> Callable:
     return torch.compile(fn, dynamic=False, fullgraph=True, backend=options.backend)
 
 
+class _Guarded:
+    """A compiled function that never compiles again: inputs that would need a new graph
+    (another dtype, layout or shape than the one prepared) run ``eager`` instead of
+    stalling a job for a minute-long compile."""
+
+    def __init__(self, compiled: Callable, eager: Callable, name: str):
+        self.compiled, self.eager, self.name = compiled, eager, name
+        self.fallbacks = 0
+
+    def __call__(self, *args, **kwargs):
+        try:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                return self.compiled(*args, **kwargs)
+        except RuntimeError as exc:
+            if "recompil" not in str(exc).lower():
+                raise
+            self.fallbacks += 1
+            if self.fallbacks == 1:
+                log.warning("%s: inputs differ from the compiled graph, running eagerly (%s)", self.name, exc)
+            return self.eager(*args, **kwargs)
+
+
 class UNetRunner:
     """``full`` and ``shallow`` (DeepCache) UNet calls; compiled for ``(batch, 13, frames,
     h, w)`` once ``prepare`` ran with that shape, eager for any other."""
@@ -64,7 +87,7 @@ class UNetRunner:
         p = next(self.unet.parameters())
         x = self._layout(torch.randn(shape, device=p.device, dtype=p.dtype))
         ctx = torch.randn(context_shape, device=p.device, dtype=p.dtype)
-        t = torch.tensor([500.0], device=p.device)
+        t = torch.tensor([500], device=p.device)  # int64, as the scheduler's timesteps
         with torch.no_grad():
             _, feature = (full or self.unet.forward_full)(x, t, ctx, capture=True)
             (shallow or self.unet.forward_shallow)(x, t, ctx, feature)
@@ -81,7 +104,8 @@ class UNetRunner:
         full = _compile(self.unet.forward_full, self.options)
         shallow = _compile(self.unet.forward_shallow, self.options)
         seconds = self.run_once(shape, context_shape, full, shallow)
-        self._full, self._shallow = full, shallow
+        self._full = _Guarded(full, self.unet.forward_full, "UNet")
+        self._shallow = _Guarded(shallow, self.unet.forward_shallow, "UNet shallow step")
         self._shape = tuple(shape)
         return seconds
 
@@ -140,7 +164,8 @@ class VAERunner:
         moments = _compile(self._moments_eager, self.options)
         decode = _compile(self._decode_eager, self.options)
         seconds = self.run_once(image_shape, moments, decode)
-        self._moments, self._decode = moments, decode
+        self._moments = _Guarded(moments, self._moments_eager, "VAE encoder")
+        self._decode = _Guarded(decode, self._decode_eager, "VAE decoder")
         self._shape = tuple(image_shape)
         return seconds
 

@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/latentsync-bench")
     ap.add_argument("--load-only", action="store_true")
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--compare-seconds", type=float, default=0.0, help="also compare fast/plain fp16 with fp32")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     work = Path(args.work)
@@ -174,9 +175,36 @@ def main() -> None:
         rows.append(("fast vs plain output (same request)", f"mean |diff| {mean:.3f}, 99.9th pct {p999:.0f}, "
                      f"max {mx:.0f} (8-bit levels, whole frames)"))  # fmt: skip
         results["fast_vs_plain"] = {"mean": mean, "p999": p999, "max": mx}
+    if args.compare_seconds > 0:
+        compare(models, pipe, weights, work, args.compare_seconds, rows, results)
     _print(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+
+def compare(
+    models, fast: LipSyncPipeline, weights: Path, work: Path, seconds: float, rows: list, results: dict
+) -> None:
+    """Is the fast path within float16 tolerance? Compare its output, and the plain fp16
+    path's, with the plain path in float32 (TF32 off) on the first ``seconds`` of speech."""
+    short = work / "speech_short.wav"
+    run_ffmpeg(["-t", f"{seconds}", "-i", input_arg(AUDIO), "-ac", "1", "-ar", "16000", str(short)])
+    params = LipSyncParams(inference_steps=20, guidance_scale=1.5)
+    outs = {}
+    fast.run(VIDEO, short, work / "cmp_fast.mp4", params)
+    outs["fast fp16"] = work / "cmp_fast.mp4"
+    plain16 = LipSyncPipeline(models, accel=AccelOptions(), detect_workers=1)
+    plain16.run(VIDEO, short, work / "cmp_plain16.mp4", params)
+    outs["plain fp16"] = work / "cmp_plain16.mp4"
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    models32 = load_models("official", weights, work / "cache", device="cuda", dtype="float32")
+    LipSyncPipeline(models32, accel=AccelOptions(), detect_workers=1).run(VIDEO, short, work / "cmp_32.mp4", params)
+    outs["plain fp32"] = work / "cmp_32.mp4"
+    for a, b in (("fast fp16", "plain fp16"), ("fast fp16", "plain fp32"), ("plain fp16", "plain fp32")):
+        mean, p999, mx = frame_diff(outs[a], outs[b], 1080, 1920)
+        rows.append((f"{a} vs {b} ({seconds:g} s)", f"mean |diff| {mean:.3f}, 99.9th pct {p999:.0f}, max {mx:.0f}"))
+        results[f"{a} vs {b}"] = {"mean": mean, "p999": p999, "max": mx}
 
 
 def _print(rows: list[tuple[str, str]]) -> None:

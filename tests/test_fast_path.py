@@ -89,7 +89,7 @@ def test_runners_match_eager_modules(fast: LipSyncPipeline) -> None:
     r = m.resolution // 8
     x = torch.randn((2, 13, 16, r, r), generator=gen)
     ctx = torch.randn((32, 50, m.unet.config.cross_attention_dim), generator=gen)
-    t = torch.tensor([700.0])
+    t = torch.tensor([700])  # int64 like the scheduler's timesteps: the compiled graph
     with torch.no_grad():
         ref, feature = m.unet.forward_full(x, t, ctx, capture=True)
         got, got_feature = fast.unet.full(x, t, ctx)
@@ -102,6 +102,12 @@ def test_runners_match_eager_modules(fast: LipSyncPipeline) -> None:
         moments = fast.vae.moments(images)
         expected = m.vae.quant_conv(m.vae.encoder(images))
         torch.testing.assert_close(moments, expected, rtol=1e-4, atol=1e-4)
+        assert fast.unet._full.fallbacks == 0 and fast.vae._moments.fallbacks == 0
+        # Inputs the graph was not compiled for run eagerly (no compile inside a job).
+        t_float = torch.tensor([700.0])
+        got_float, _ = fast.unet.full(x, t_float, ctx)
+        assert fast.unet._full.fallbacks == 1
+        torch.testing.assert_close(got_float, m.unet.forward_full(x, t_float, ctx)[0], rtol=1e-4, atol=1e-4)
     assert fast.fast_path_ready and isinstance(fast.unet, UNetRunner) and isinstance(fast.vae, VAERunner)
 
 

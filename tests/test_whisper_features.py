@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,14 @@ def test_missing_and_bad_inputs(tmp_path: Path, extractor: WhisperFeatureExtract
     with pytest.raises(MediaError) as err:
         extractor.features(tmp_path / "noise.wav")
     assert err.value.code == "INVALID_AUDIO"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_pipelines_get_float32_features(
+    reference_dir: Path, extractor: WhisperFeatureExtractor, dtype: torch.dtype
+) -> None:
+    # Whisper's LayerNorm computes in float32: a half-precision encoder fails on a GPU.
+    half = WhisperFeatureExtractor(reference_dir / "whisper_tiny_a_ckpt.pt", dtype=dtype)
+    assert all(p.dtype == torch.float32 for p in half.encoder.parameters())
+    samples = np.sin(np.arange(16000, dtype=np.float32) / 20)
+    torch.testing.assert_close(half.features_from_samples(samples), extractor.features_from_samples(samples))

@@ -45,7 +45,10 @@ class WhisperFeatureExtractor:
             encoder.load_state_dict(enc_state, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: encoder weights do not match its dims: {exc}") from exc
-        self.encoder = encoder.to(self.device, dtype).eval()
+        # float32 always: whisper's LayerNorm computes in float32 and needs float32 weights,
+        # and the tiny encoder costs milliseconds either way. ``dtype`` is the caller's
+        # compute dtype, kept for the features it hands on.
+        self.encoder = encoder.to(self.device).eval()
 
     @property
     def embedding_dim(self) -> int:
@@ -68,7 +71,7 @@ class WhisperFeatureExtractor:
         for start in range(0, n_frames, N_FRAMES):
             end = min(start + N_FRAMES, n_frames)
             window = pad_or_trim(mel[:, start:end], N_FRAMES).unsqueeze(0)
-            layers = self._encode_layers(window.to(self.device, self.dtype))
+            layers = self._encode_layers(window.to(self.device))
             parts.append(layers[0, : (end - start) // 2].float().cpu())
         return torch.cat(parts, dim=0)
 
