@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,21 +39,30 @@ class Service:
         self.worker = GPUWorker(self.store, self.metrics, settings.webhook_timeout_s, settings.webhook_retries)
         self.models: Any = None
         self.state = "loading"
+        self.fast_path = "off"  # off, compiling, ready, failed
         self.load_error: str | None = None
         self.stopping = False
         self.input_roots = [p.resolve() for p in settings.input_dirs]
 
     # ---- model loading (in a thread: /health answers meanwhile) -----------------------
     def load_models(self) -> None:
+        from latentsync_core.accel import AccelOptions
         from latentsync_core.loading import load_models
         from latentsync_core.pipeline import LipSyncParams, LipSyncPipeline
+        from latentsync_core.template_cache import TemplateCache
 
         s = self.settings
         try:
             self.models = load_models(
                 s.weights, s.checkpoint_dir, s.cache_dir, s.unet_config, s.device, s.gpu_id, s.dtype
             )
-            pipeline = LipSyncPipeline(self.models)
+            compile_on = {"auto": None, "on": True, "off": False}[s.compile]
+            accel = AccelOptions.for_device(self.models.device, compile=compile_on)
+            cache = (
+                TemplateCache(s.template_cache_dir, int(s.template_cache_max_gb * 2**30)) if s.template_cache else None
+            )
+            workers = s.detect_workers or None
+            pipeline = LipSyncPipeline(self.models, accel=accel, template_cache=cache, detect_workers=workers)
             if s.warmup:
                 pipeline.warmup()
             self.worker.params_type = LipSyncParams
@@ -63,6 +73,24 @@ class Service:
         except Exception as exc:  # reported by /ready; the process stays up for diagnosis
             log.exception("model loading failed")
             self.state, self.load_error = "error", str(exc)
+            return
+        if accel.compile:  # a daemon thread: shutting down never waits for a compile
+            threading.Thread(target=self.compile_fast_path, args=(pipeline,), name="compile", daemon=True).start()
+
+    def compile_fast_path(self, pipeline: Any) -> None:
+        """Compile after the service is ready (jobs meanwhile run eagerly); the kernels are
+        cached on disk, so a restart takes seconds instead of minutes."""
+        import os
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.settings.compile_cache_dir))
+        self.fast_path = "compiling"
+        try:
+            seconds = pipeline.prepare_fast_path()
+            self.fast_path = "ready"
+            log.info("fast path ready (compiled in %.1f s)", seconds)
+        except Exception:  # the eager path keeps serving
+            log.exception("compiling the fast path failed; serving with the eager path")
+            self.fast_path = "failed"
 
     # ---- helpers for routes -----------------------------------------------------------
     def get_job(self, job_id: str) -> Job:

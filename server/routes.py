@@ -44,6 +44,7 @@ async def ready(request: Request) -> JSONResponse:
         "weights": svc.settings.weights,
         "queue_length": svc.store.count(QUEUED),
         "running": svc.worker.running_id is not None,
+        "fast_path": svc.fast_path,
     }
     if svc.models is not None:
         body["load_seconds"] = round(svc.models.load_seconds, 2)

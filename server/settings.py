@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     gpu_id: int = 0
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # Speed
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile full windows; auto = on a GPU
+    template_cache: bool = True  # reuse face detection + VAE encodes of a video seen before
+    template_cache_max_gb: float = Field(4.0, gt=0)
+    detect_workers: int = Field(0, ge=0)  # face-detection threads; 0 = all cores but one
 
     # Default job parameters
     inference_steps: int = Field(20, ge=1, le=200)
@@ -61,6 +66,15 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def template_cache_dir(self) -> Path:
+        return self.cache_dir / "templates"
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        """Compiled kernels survive restarts here (a restart then compiles in seconds)."""
+        return self.cache_dir / "inductor"
 
 
 @lru_cache(maxsize=1)

@@ -49,6 +49,23 @@ def test_health_needs_no_key_and_ready_reports_the_models(server: ServerProcess)
     body = ready.json()
     assert body["state"] == "ready" and body["weights"] == "demo" and body["device"] == "cpu"
     assert "demo" in body["notice"]
+    assert body["fast_path"] == "off"  # compile is for GPUs ("auto")
+
+
+def test_second_job_on_the_same_video_uses_the_template_cache(
+    server: ServerProcess, media_dir: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    avatar = make_clip(media_dir / "demo1_video.mp4", tmp_path / "avatar.mp4", 1.2, start=5.0)
+    other_speech = make_audio(media_dir / "demo1_audio.wav", tmp_path / "b.wav", 0.8, start=3.0)
+    first = server.wait(server.post_files(avatar, inputs["audio"]).json()["id"], {"succeeded", "failed"})
+    second = server.wait(server.post_files(avatar, other_speech).json()["id"], {"succeeded", "failed"})
+    assert first["status"] == second["status"] == "succeeded", (first, second)
+    key = first["result"]["template_cache"]["key"]
+    assert first["result"]["template_cache"] == {"key": key, "used": False, "stored": True}
+    assert second["result"]["template_cache"] == {"key": key, "used": True, "stored": False}
+    row = json.loads(server.db_row(second["id"])["result_info"])  # the job record itself
+    assert row["template_cache"]["used"] is True
+    assert (server.data_dir / "cache" / "templates" / key / "moments.npy").is_file()
 
 
 @pytest.mark.parametrize(
