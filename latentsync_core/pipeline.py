@@ -14,7 +14,11 @@ Stages (each reported to the progress callback as ``(stage, done, total)``):
 5. ``encode``  - finish the H.264 + AAC file.
 
 Frames without a usable face pass through unchanged and are listed in the result; a video
-without any face fails with ``NO_FACE``. Host memory holds one window of frames at a time.
+without any face fails with ``NO_FACE``. Host memory holds a few windows of frames at a time.
+
+To keep the GPU busy, decoding and alignment run one window ahead on a thread and the
+encoder is fed from another; detection uses several threads. With a template cache, a
+video seen before skips detection and the VAE encodes (``template_cache.py``).
 """
 
 from __future__ import annotations
@@ -419,9 +423,12 @@ class LipSyncPipeline:
         if plan.cache_state == "miss" and plan.staging is not None and plan.moments_known.all():
             plan.moments_array.flush()
             plan.moments_array = None  # the memory map must be closed before the rename
-            state["stored"] = self.template_cache.commit(
-                plan.cache_key, plan.staging, plan.raw_matrices, plan.has_face, plan.complete
-            )
+            try:
+                state["stored"] = self.template_cache.commit(
+                    plan.cache_key, plan.staging, plan.raw_matrices, plan.has_face, plan.complete
+                )
+            except OSError as exc:  # a full disk or a racing writer must not fail a finished job
+                log.warning("template not stored: %s", exc)
             plan.staging = None
         return state
 

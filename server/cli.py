@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,9 +43,18 @@ def cmd_infer(args: argparse.Namespace) -> int:
         seed=args.seed if args.seed is not None else s.seed,
         enable_deepcache=args.deepcache or s.enable_deepcache,
     )
+    from latentsync_core.accel import AccelOptions
+    from latentsync_core.template_cache import TemplateCache
+
+    # One-off runs stay eager unless asked: a cold compile costs ~100 s (cached on disk after).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(s.compile_cache_dir))
+    accel = AccelOptions.for_device(models.device, compile=args.compile)
+    cache = TemplateCache(s.template_cache_dir, int(s.template_cache_max_gb * 2**30)) if s.template_cache else None
+    pipeline = LipSyncPipeline(models, accel=accel, template_cache=cache, detect_workers=s.detect_workers or None)
+    pipeline.prepare_fast_path()
     progress = _progress_printer()
     try:
-        result = LipSyncPipeline(models).run(args.video, args.audio, args.output, params, progress=progress)
+        result = pipeline.run(args.video, args.audio, args.output, params, progress=progress)
     except (MediaError, PipelineError) as exc:
         progress.close()  # type: ignore[attr-defined]
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
@@ -91,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--deepcache", action="store_true")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"
+    )
     p.set_defaults(func=cmd_infer)
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", default="127.0.0.1")
