@@ -24,6 +24,7 @@ video seen before skips detection and the VAE encodes (``template_cache.py``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import shutil
 import tempfile
@@ -326,18 +327,17 @@ class LipSyncPipeline:
         cancelled: CancelFn,
     ) -> _SourcePlan:
         """From the template cache when it has this video, else by detection."""
-        if self.template_cache is None:
-            plan = self._detect_source(video_path, info, n_out, work, report, cancelled)
-            plan.work = work
-            return plan
-        key = TemplateCache.key(file_sha256(video_path), self.fingerprint())
-        template = self.template_cache.get(key, self.m.dtype)
+        key, template = None, None
+        if self.template_cache is not None:
+            key = TemplateCache.key(file_sha256(video_path), self.fingerprint())
+            template = self.template_cache.get(key, self.m.dtype)
         if template is not None and template.covers(n_out):
             plan = self._source_from_template(template, video_path, info, n_out, work, report)
-            plan.cache_key, plan.cache_state, plan.work = key, "hit", work
-            return plan
-        plan = self._detect_source(video_path, info, n_out, work, report, cancelled)
-        plan.cache_key, plan.cache_state, plan.work = key, "miss", work
+        else:
+            plan = self._detect_source(video_path, info, n_out, work, report, cancelled)
+        plan.work = work
+        if key is not None:
+            plan.cache_key, plan.cache_state = key, "hit" if plan.template is not None else "miss"
         return plan
 
     def _detect_source(
@@ -358,7 +358,7 @@ class LipSyncPipeline:
         complete = False
         try:
             with FrameReader(video_path, info.width, info.height) as reader:
-                frames = _take(reader, n_out)  # frames past the output's length are never shown
+                frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
                 for frame, face in detect_in_order(self.m.detector, frames, self.detect_workers):
                     if store is not None:
                         store.append(frame)
@@ -408,7 +408,7 @@ class LipSyncPipeline:
         store = FrameStore(work / "frames.raw", info.height, info.width)
         try:
             with FrameReader(video_path, info.width, info.height) as reader:
-                for frame in _take(reader, count):
+                for frame in itertools.islice(reader, count):
                     store.append(frame)
         except BaseException:
             store.close()
@@ -582,13 +582,6 @@ class LipSyncPipeline:
         r = self.m.resolution
         resized = np.stack([cv2.resize(c, (r, r), interpolation=cv2.INTER_LANCZOS4) for c in crops])
         return torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def _take(frames, count: int):
-    for i, frame in enumerate(frames):
-        if i >= count:
-            return
-        yield frame
 
 
 def _to_host(frames: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:

@@ -45,21 +45,15 @@ AUDIO = ROOT / "assets" / "demo1_audio.wav"
 
 
 def write_weights(root: Path) -> None:
-    from diffusers import AutoencoderKL
     from whisper.model import ModelDimensions
+
+    from scripts.bench_gpu import sd_vae
 
     if not (root / "latentsync_unet.pt").is_file():
         cfg = load_unet_config(CONFIG_DIR / "unet" / "stage2_512.yaml").model
         write_random_unet_checkpoint(root / "latentsync_unet.pt", cfg)
     if not (root / "sd-vae-ft-mse" / "config.json").is_file():
-        AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-        ).save_pretrained(root / "sd-vae-ft-mse")
+        sd_vae().save_pretrained(root / "sd-vae-ft-mse")
     tiny = ModelDimensions(80, 1500, 384, 6, 4, 51865, 448, 384, 6, 4)  # Whisper tiny's real sizes
     if not (root / "whisper" / "tiny.pt").is_file():
         write_random_whisper_checkpoint(root / "whisper" / "tiny.pt", tiny)

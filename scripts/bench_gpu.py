@@ -42,6 +42,20 @@ def timed(fn, warmup: int = 2, reps: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def sd_vae():
+    """The SD VAE architecture (sd-vae-ft-mse's sizes) with random weights."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+
+
 def random_unet(cfg, dtype: torch.dtype) -> UNet3DConditionModel:
     with torch.device("meta"):
         model = UNet3DConditionModel(cfg)
@@ -130,20 +144,7 @@ def main() -> None:
         torch.cuda.empty_cache()
 
     # 3. VAE (SD architecture, random weights).
-    from diffusers import AutoencoderKL
-
-    vae = (
-        AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-        )
-        .to("cuda", torch.float16)
-        .eval()
-    )
+    vae = sd_vae().to("cuda", torch.float16).eval()
     img = torch.randn(FRAMES, 3, 512, 512, device="cuda", dtype=torch.float16)
     lat = torch.randn(FRAMES, 4, 64, 64, device="cuda", dtype=torch.float16)
     with torch.no_grad():

@@ -15,26 +15,9 @@ import torch
 
 from latentsync_core.accel import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.config import CONFIG_DIR, load_unet_config
-from scripts.bench_gpu import FRAMES, random_unet, timed
+from scripts.bench_gpu import FRAMES, random_unet, sd_vae, timed
 
 TFLOP_PER_FRAME_PASS = 1.102  # measured with FlopCounterMode (NOTES.md)
-
-
-def random_vae(dtype: torch.dtype):
-    from diffusers import AutoencoderKL
-
-    return (
-        AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-        )
-        .to("cuda", dtype)
-        .eval()
-    )
 
 
 def time_unet(runner: UNetRunner, x, t, ctx, feature) -> tuple[float, float]:
@@ -95,7 +78,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     if args.vae:
         for variant in ("eager", "eager_cl", "compile_cl"):
-            vae = random_vae(dtype)
+            vae = sd_vae().to("cuda", dtype).eval()
             opts = AccelOptions(compile=variant.startswith("compile"), channels_last=variant.endswith("_cl"))
             runner = VAERunner(vae, opts)
             prep = runner.prepare((FRAMES, 3, 512, 512))
