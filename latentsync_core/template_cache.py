@@ -79,9 +79,6 @@ class Template:
         ``n_out`` frames, and loops only over a whole video)?"""
         return self.complete or self.count >= n_out
 
-    def moments_of(self, index: list[int] | np.ndarray) -> torch.Tensor:
-        return from_numpy(self.moments[np.asarray(index)], self.dtype)
-
 
 class TemplateCache:
     def __init__(self, root: str | Path, max_bytes: int):
@@ -146,9 +143,6 @@ class TemplateCache:
             shutil.rmtree(folder, ignore_errors=True)
         self.evict(keep=key)
         return True
-
-    def discard(self, folder: Path) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
 
     def evict(self, keep: str | None = None) -> None:
         """Remove least recently used entries until the total fits the bound; stale
