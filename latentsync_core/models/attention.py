@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentsync_core.models.norm import GroupNorm
+
 
 class Attention(nn.Module):
     """Multi-head attention through ``scaled_dot_product_attention`` (flash/memory-efficient
@@ -92,7 +94,7 @@ class SpatialTransformer(nn.Module):
         add_audio_layer: bool,
     ):
         super().__init__()
-        self.norm = nn.GroupNorm(norm_num_groups, channels, eps=1e-6)
+        self.norm = GroupNorm(norm_num_groups, channels, eps=1e-6)
         self.proj_in = nn.Conv2d(channels, channels, kernel_size=1)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(channels, heads, channels // heads, cross_attention_dim, add_audio_layer)]

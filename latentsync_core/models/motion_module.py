@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from latentsync_core.models.attention import Attention, FeedForward
+from latentsync_core.models.norm import GroupNorm
 
 
 class PositionalEncoding(nn.Module):
@@ -73,7 +74,7 @@ class TemporalTransformer(nn.Module):
     ):
         super().__init__()
         inner = heads * dim_head
-        self.norm = nn.GroupNorm(norm_num_groups, channels, eps=1e-6)
+        self.norm = GroupNorm(norm_num_groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner)
         self.transformer_blocks = nn.ModuleList(
             [

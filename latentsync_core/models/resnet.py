@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentsync_core.models.norm import GroupNorm
+
 
 class InflatedConv3d(nn.Conv2d):
     """A 2D convolution applied to every frame of a (b, c, f, h, w) tensor."""
@@ -37,10 +39,10 @@ class ResnetBlock3D(nn.Module):
         if time_embedding_norm != "default":
             raise ValueError(f"resnet_time_scale_shift={time_embedding_norm!r} is not supported (only 'default')")
         self.output_scale_factor = output_scale_factor
-        self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
+        self.norm1 = GroupNorm(groups, in_channels, eps=eps)
         self.conv1 = InflatedConv3d(in_channels, out_channels, kernel_size=3, padding=1)
         self.time_emb_proj = nn.Linear(temb_channels, out_channels)
-        self.norm2 = nn.GroupNorm(groups, out_channels, eps=eps)
+        self.norm2 = GroupNorm(groups, out_channels, eps=eps)
         self.conv2 = InflatedConv3d(out_channels, out_channels, kernel_size=3, padding=1)
         self.conv_shortcut = (
             InflatedConv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None

@@ -12,6 +12,7 @@ from torch import nn
 
 from latentsync_core.config import UNetModelConfig, load_model_section, to_dict
 from latentsync_core.models.blocks import DownBlock, MidBlock, UpBlock, _Block
+from latentsync_core.models.norm import GroupNorm
 from latentsync_core.models.resnet import InflatedConv3d
 
 MAX_WINDOW_FRAMES_DEFAULT = 24
@@ -133,7 +134,7 @@ class UNet3DConditionModel(nn.Module):
                     cfg=shared,
                 )
             )
-        self.conv_norm_out = nn.GroupNorm(c.norm_num_groups, channels[0], eps=c.norm_eps)
+        self.conv_norm_out = GroupNorm(c.norm_num_groups, channels[0], eps=c.norm_eps)
         self.conv_out = InflatedConv3d(channels[0], c.out_channels, kernel_size=3, padding=1)
         self.max_window_frames = (
             c.motion_module_kwargs.temporal_position_encoding_max_len if c.use_motion_module else None
