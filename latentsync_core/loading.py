@@ -58,9 +58,14 @@ def pick_device(device: str | None = None, gpu_id: int = 0) -> torch.device:
 
 
 def pick_dtype(device: torch.device, name: str | None = None) -> torch.dtype:
-    """float16 on a GPU, float32 on the CPU, unless a name is given."""
+    """float16 on a GPU, float32 on the CPU, unless a name is given (float64: exactness checks)."""
     if name and name != "auto":
-        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+        return {
+            "float64": torch.float64,
+            "float32": torch.float32,
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+        }[name]
     return torch.float16 if device.type == "cuda" else torch.float32
 
 

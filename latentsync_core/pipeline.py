@@ -235,7 +235,7 @@ class LipSyncPipeline:
         work.mkdir(parents=True, exist_ok=True)
         timings: dict[str, float] = {}
         plan: _SourcePlan | None = None
-        partial = work / "output.partial.mp4"
+        partial = work / f"output.partial{output_path.suffix or '.mp4'}"  # the suffix picks the codec
         try:
             t0 = time.perf_counter()
             report("probe", 0, 1)
@@ -251,7 +251,6 @@ class LipSyncPipeline:
                 raise MediaError("EMPTY_AUDIO", "the audio track is empty")
             features = self.m.whisper.features_from_samples(samples)
             n_out = WhisperFeatureExtractor.num_chunks(len(features), FPS)
-            audio_duration = samples.size / 16000
             report("audio", 1, 1)
             timings["audio"] = time.perf_counter() - t0
             self._check(cancelled)
@@ -266,7 +265,6 @@ class LipSyncPipeline:
                 video_info.width,
                 video_info.height,
                 audio_path,
-                duration=audio_duration,
                 metadata_comment=DEMO_NOTICE if self.m.is_demo else None,
             )
             try:
@@ -291,7 +289,7 @@ class LipSyncPipeline:
             return LipSyncResult(
                 output_path=output_path,
                 frames=n_out,
-                duration=audio_duration,
+                duration=n_out / FPS,
                 width=video_info.width,
                 height=video_info.height,
                 fps=FPS,

@@ -43,7 +43,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 # numpy has no bfloat16: those moments are kept as their raw 16-bit patterns.
-_NP_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.int16}
+_NP_DTYPES = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.int16}
 
 
 def numpy_dtype(dtype: torch.dtype) -> type:

@@ -1,15 +1,15 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from latentsync_core.vision import FaceAligner
+from tests.reference_data import load
 
 
 @pytest.fixture(scope="module")
-def reference(reference_dir: Path) -> dict:
-    return torch.load(reference_dir / "affine_512.pt")
+def reference() -> dict:
+    return load("affine_512")
 
 
 def _grey_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:

@@ -31,8 +31,8 @@ def test_config_variants_differ_as_upstream() -> None:
     assert by_name["stage2.yaml"].data.resolution == 256
 
 
-def test_stage2_512_model_section_equals_upstream(reference_dir: Path) -> None:
-    manifest = json.loads((reference_dir / "stage2_512_manifest.json").read_text())
+def test_stage2_512_model_section_equals_upstream(data_dir: Path) -> None:
+    manifest = json.loads((data_dir / "stage2_512_manifest.json").read_text())
     ours = to_dict(load_unet_config(CONFIG_DIR / "unet" / "stage2_512.yaml").model)
     assert ours == manifest["config"]
 

@@ -61,7 +61,7 @@ def test_rotation_metadata_gives_displayed_size(tmp_path: Path, media_dir: Path)
 def test_writer_round_trip_with_audio_and_odd_size(tmp_path: Path, media_dir: Path) -> None:
     audio = make_audio(media_dir / "demo1_audio.wav", tmp_path / "a.wav", 1.0)
     out = tmp_path / "o.mp4"
-    writer = VideoWriter(out, 101, 61, audio, duration=1.0)
+    writer = VideoWriter(out, 101, 61, audio)
     rng = np.random.default_rng(0)
     for _ in range(25):
         writer.write(rng.integers(0, 255, (61, 101, 3), dtype=np.uint8))

@@ -1,5 +1,5 @@
 """Mel and MFCC features, the offset search and the whole SyncNetV2 scoring against
-upstream's numbers (tests/data/README_syncnet.md), and the sign of a known audio shift."""
+upstream's numbers (tests/data/README.md), and the sign of a known audio shift."""
 
 import wave
 from pathlib import Path

@@ -1,5 +1,5 @@
 """StableSyncNet and SyncNetV2 against upstream's outputs on the same random weights
-(tests/data/README_syncnet.md), their configs and their strict checkpoint loading."""
+(tests/data/README.md), their configs and their strict checkpoint loading."""
 
 import json
 from pathlib import Path

@@ -7,16 +7,17 @@ import torch
 from latentsync_core.audio import WhisperFeatureExtractor
 from latentsync_core.media import MediaError
 from latentsync_core.models import CheckpointError
+from tests.reference_data import load
 
 
 @pytest.fixture(scope="module")
-def reference(reference_dir: Path) -> dict:
-    return torch.load(reference_dir / "whisper_tiny_a.pt")
+def reference() -> dict:
+    return load("whisper_tiny_a")
 
 
 @pytest.fixture(scope="module")
-def extractor(reference_dir: Path) -> WhisperFeatureExtractor:
-    return WhisperFeatureExtractor(reference_dir / "whisper_tiny_a_ckpt.pt", device="cpu")
+def extractor(whisper_reference_checkpoint: Path) -> WhisperFeatureExtractor:
+    return WhisperFeatureExtractor(whisper_reference_checkpoint, device="cpu")
 
 
 @pytest.mark.parametrize("case_index", [0, 1], ids=["9.6s", "38.4s-crosses-30s-window"])
@@ -62,10 +63,10 @@ def test_missing_and_bad_inputs(tmp_path: Path, extractor: WhisperFeatureExtract
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_pipelines_get_float32_features(
-    reference_dir: Path, extractor: WhisperFeatureExtractor, dtype: torch.dtype
+    whisper_reference_checkpoint: Path, extractor: WhisperFeatureExtractor, dtype: torch.dtype
 ) -> None:
     # Whisper's LayerNorm computes in float32: a half-precision encoder fails on a GPU.
-    half = WhisperFeatureExtractor(reference_dir / "whisper_tiny_a_ckpt.pt", dtype=dtype)
+    half = WhisperFeatureExtractor(whisper_reference_checkpoint, dtype=dtype)
     assert all(p.dtype == torch.float32 for p in half.encoder.parameters())
     samples = np.sin(np.arange(16000, dtype=np.float32) / 20)
     torch.testing.assert_close(half.features_from_samples(samples), extractor.features_from_samples(samples))

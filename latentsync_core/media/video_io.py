@@ -73,10 +73,11 @@ class FrameReader:
 
 
 class VideoWriter:
-    """Encodes RGB frames to H.264 (crf 18, yuv420p) and muxes an AAC audio track.
+    """Encodes RGB frames to H.264 (crf 18, yuv420p) and muxes an AAC audio track; a ``.mkv``
+    path gets a lossless master instead (FFV1 in RGB, FLAC audio): the exact frames.
 
-    Odd sizes are padded by one pixel (yuv420p needs even dimensions); ``duration`` cuts
-    the output to the audio's length.
+    Odd sizes are padded by one pixel for H.264 (yuv420p needs even dimensions). Every
+    frame written is in the file (one per audio window, as upstream), however long the audio.
     """
 
     def __init__(
@@ -85,7 +86,6 @@ class VideoWriter:
         width: int,
         height: int,
         audio_path: str | Path | None,
-        duration: float | None = None,
         fps: int = FPS,
         crf: int = 18,
         metadata_comment: str | None = None,
@@ -96,12 +96,15 @@ class VideoWriter:
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
         ]  # fmt: skip
+        lossless = Path(path).suffix.lower() == ".mkv"
         if audio_path is not None:
-            cmd += ["-i", input_arg(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "160k"]
-        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf)]
-        cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart"]
-        if duration is not None:
-            cmd += ["-t", f"{duration:.3f}"]
+            cmd += ["-i", input_arg(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
+            cmd += ["-c:a", "flac"] if lossless else ["-c:a", "aac", "-b:a", "160k"]
+        if lossless:
+            cmd += ["-c:v", "ffv1", "-pix_fmt", "bgr0"]
+        else:
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf)]
+            cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart"]
         if metadata_comment:
             cmd += ["-metadata", f"comment={metadata_comment}"]
         cmd += [str(Path(path).resolve())]

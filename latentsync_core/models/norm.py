@@ -12,8 +12,9 @@ class GroupNorm(nn.GroupNorm):
     When the spatial size is 1x1 (small latents, deep blocks), a frames tensor made by
     ``transpose(...).reshape(...)`` has strides that also read as channels-last, and PyTorch's
     CPU channels-last kernel accumulates the variance about ten times less precisely in
-    float32 (8.5e-3 vs 9e-4 on a 2-element group). A 3-D view has no channels-last reading, so
-    the standard kernel runs. Inputs that are only channels-last (the GPU fast path) and 5-D inputs are left as they are.
+    float32 (8.5e-3 vs 9e-4 on a 2-element group). A 3-D view has no channels-last reading,
+    so the standard kernel runs. Inputs that are only channels-last (the GPU fast path) and
+    5-D inputs are left as they are.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Rebuilds the SyncNet vectors of ``tests/data`` from ``../shared/reference``.
 
 Run once by a maintainer who has that folder: ``python -m tests.data.build_syncnet_data
-PATH/TO/reference``. The tests never read the reference folder; README_syncnet.md in this
+PATH/TO/reference``. The tests never read the reference folder; README.md in this
 folder says what each file holds and what was dropped or narrowed.
 """
 
