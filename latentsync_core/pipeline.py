@@ -42,10 +42,10 @@ from diffusers import DDIMScheduler
 from latentsync_core.accel import AccelOptions, UNetRunner, VAERunner, sample_latents
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.background import Drain, Prefetch
+from latentsync_core.errors import Cancelled, CodedError, MediaError
 from latentsync_core.frame_store import FrameStore
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio
-from latentsync_core.media.ffmpeg_bin import MediaError
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS, FrameReader, VideoWriter
 from latentsync_core.models import DeepCacheState
@@ -64,17 +64,7 @@ ProgressFn = Callable[[str, int, int], None]
 CancelFn = Callable[[], bool]
 
 
-class Cancelled(Exception):
-    """The caller asked to stop; partial outputs were removed."""
-
-
-class PipelineError(Exception):
-    """A job-level failure with a stable code (for example NO_FACE)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+PipelineError = CodedError  # job-level failures (NO_FACE) share the one coded error type
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from latentsync_core.errors import MediaError
 
-class MediaError(ValueError):
-    """A media file cannot be used; ``code`` is a stable machine-readable reason."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+__all__ = ["MediaError", "ffmpeg_exe", "input_arg", "run_ffmpeg"]
 
 
 @lru_cache(maxsize=1)
