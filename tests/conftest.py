@@ -66,6 +66,26 @@ def e2e_weights(tmp_path_factory: pytest.TempPathFactory, whisper_reference_chec
 
 
 @pytest.fixture(scope="session")
+def unet_reference() -> dict:
+    """Upstream's UNet on random weights (the end-to-end run's tiny UNet, stage2_512 layout
+    with narrow channels): ``config`` (model section), ``state_dict``, the inputs of its
+    first call (``sample``, ``timestep``, ``encoder_hidden_states``) and its ``output``."""
+    import yaml
+
+    packed = load("pipeline_e2e/weights")
+    with np.load(DATA / "pipeline_e2e" / "upstream_a_32f_1p28s.npz") as z:
+        step0 = {k: torch.from_numpy(z[k]) for k in ("unet_in0", "unet_t0", "unet_ctx0", "unet_out0")}
+    return {
+        "config": yaml.safe_load(packed["unet_yaml"])["model"],
+        "state_dict": packed["unet"]["state_dict"],
+        "sample": step0["unet_in0"],
+        "timestep": step0["unet_t0"],
+        "encoder_hidden_states": step0["unet_ctx0"],
+        "output": step0["unet_out0"],
+    }
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Random UNet and Whisper checkpoints in the real file formats."""
     from latentsync_core.weights.random_weights import (

@@ -24,9 +24,10 @@ def test_align_with_smoothing_matches_upstream(reference: dict) -> None:
         face, matrix = aligner.align(image, reference["landmarks3"][i].numpy())
         assert face.shape == (560, 420, 3) and face.dtype == np.uint8
         assert np.abs(matrix - reference["affine_matrices"][i].numpy()).max() < 1e-3
-        mean, worst = _grey_diff(face, reference["faces"][i].numpy())
-        print(f"frame {i}: face mean {mean:.4f} max {worst}")
-        assert mean < 0.5 and worst <= 3
+        if i < len(reference["faces"]):  # the first frames' faces are stored (tests/data/README.md)
+            mean, worst = _grey_diff(face, reference["faces"][i].numpy())
+            print(f"frame {i}: face mean {mean:.4f} max {worst}")
+            assert mean < 0.5 and worst <= 3
 
 
 def test_smoothing_carries_state(reference: dict) -> None:

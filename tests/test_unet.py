@@ -7,12 +7,11 @@ import torch
 from latentsync_core.config import CONFIG_DIR, load_unet_config
 from latentsync_core.models import CheckpointError, UNet3DConditionModel, load_unet_checkpoint, load_unet_state_dict
 from latentsync_core.weights.random_weights import tiny_unet_config, write_random_unet_checkpoint
-from tests.reference_data import load
 
 
 @pytest.fixture(scope="module")
-def tiny_reference() -> dict:
-    return load("unet_stage2_tiny")
+def tiny_reference(unet_reference: dict) -> dict:
+    return unet_reference
 
 
 def test_full_size_keys_and_shapes_match_the_released_checkpoint(data_dir: Path) -> None:

@@ -44,12 +44,20 @@ V2_KEEP = (
 )
 
 
+# Network inputs and outputs of which only the first of the two samples is kept: the
+# networks treat samples independently (eval mode), and the repository stays small enough
+# to travel to the GPU machine (64 MiB).
+FIRST_SAMPLE_ONLY = {"image", "audio", "vision_embeds", "audio_embeds", "cosine", "lip", "aud", "lip_embed", "aud_embed"}
+
+
+def _keep(ref: dict, keys: tuple[str, ...]) -> dict:
+    return {k: ref[k][:1] if k in FIRST_SAMPLE_ONLY else ref[k] for k in keys}
+
+
 def build(reference: Path) -> None:
     DATA.mkdir(exist_ok=True)
-    stable = torch.load(reference / "syncnet_stable_a.pt")
-    pack({k: stable[k] for k in STABLE_KEEP}, DATA / "syncnet_stable_a.npz")
-    v2 = torch.load(reference / "syncnet_v2_a.pt")
-    pack({k: v2[k] for k in V2_KEEP}, DATA / "syncnet_v2_a.npz")
+    pack(_keep(torch.load(reference / "syncnet_stable_a.pt"), STABLE_KEEP), DATA / "syncnet_stable_a.npz")
+    pack(_keep(torch.load(reference / "syncnet_v2_a.pt"), V2_KEEP), DATA / "syncnet_v2_a.npz")
 
 
 if __name__ == "__main__":
