@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from server.settings import Settings
 
@@ -30,32 +31,40 @@ def _progress_printer() -> object:
     return progress
 
 
+def _bounded(name: str, cast: type) -> Callable[[str], Any]:
+    """An argparse type checking the library's bounds for job parameter ``name``."""
+    from latentsync_core.inference.params import PARAM_BOUNDS
+
+    lo, hi = PARAM_BOUNDS[name]
+
+    def parse(text: str) -> Any:
+        value = cast(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
-    from latentsync_core.loading import load_models
-    from latentsync_core.media import MediaError
-    from latentsync_core.pipeline import LipSyncParams, LipSyncPipeline, PipelineError
+    from latentsync_core.errors import CodedError
+    from latentsync_core.inference import LipSyncParams, build_pipeline
 
     s = Settings()
-    models = load_models(s.weights, s.checkpoint_dir, s.cache_dir, s.unet_config, s.device, s.gpu_id, s.dtype)
+    defaults = s.default_params()
     params = LipSyncParams(
-        inference_steps=args.steps if args.steps is not None else s.inference_steps,
-        guidance_scale=args.guidance if args.guidance is not None else s.guidance_scale,
-        seed=args.seed if args.seed is not None else s.seed,
-        enable_deepcache=args.deepcache or s.enable_deepcache,
+        inference_steps=args.steps if args.steps is not None else defaults["inference_steps"],
+        guidance_scale=args.guidance if args.guidance is not None else defaults["guidance_scale"],
+        seed=args.seed if args.seed is not None else defaults["seed"],
+        enable_deepcache=args.deepcache or defaults["enable_deepcache"],
     )
-    from latentsync_core.accel import AccelOptions
-    from latentsync_core.template_cache import TemplateCache
-
     # One-off runs stay eager unless asked: a cold compile costs ~100 s (cached on disk after).
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(s.compile_cache_dir))
-    accel = AccelOptions.for_device(models.device, compile=args.compile)
-    cache = TemplateCache(s.template_cache_dir, int(s.template_cache_max_gb * 2**30)) if s.template_cache else None
-    pipeline = LipSyncPipeline(models, accel=accel, template_cache=cache, detect_workers=s.detect_workers or None)
+    pipeline = build_pipeline(s.pipeline_options(compile=args.compile))
     pipeline.prepare_fast_path()
     progress = _progress_printer()
     try:
         result = pipeline.run(args.video, args.audio, args.output, params, progress=progress)
-    except (MediaError, PipelineError) as exc:
+    except CodedError as exc:
         progress.close()  # type: ignore[attr-defined]
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
@@ -97,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--guidance", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=_bounded("inference_steps", int))
+    p.add_argument("--guidance", type=_bounded("guidance_scale", float))
+    p.add_argument("--seed", type=_bounded("seed", int))
     p.add_argument("--deepcache", action="store_true")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"

@@ -10,9 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
-FINAL = {SUCCEEDED, FAILED, CANCELED}
-STATUSES = {QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED}
+from server.lifecycle import JobStatus
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,7 +64,8 @@ class Job:
 
 
 class JobStore:
-    """Thread-safe: the event loop and the GPU worker thread both write progress."""
+    """Thread-safe: the event loop and the GPU worker thread both write progress. Status
+    changes come from the lifecycle (``lifecycle.py``) only."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +119,7 @@ class JobStore:
         """Queued jobs in the order they will run."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id", (QUEUED,)
+                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id", (JobStatus.QUEUED,)
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -136,7 +135,7 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE status IN (?, ?, ?) AND finished_at < ? AND result_expired = 0",
-                (SUCCEEDED, FAILED, CANCELED, before),
+                (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, before),
             ).fetchall()
         return [self._from_row(r) for r in rows]
 

@@ -1,4 +1,5 @@
-"""HTTP endpoints. Knows jobs and files; the pipeline is only called by the worker."""
+"""HTTP endpoints. Knows jobs and files; the pipeline is only called by the worker, and
+blocking work (probing media) runs off the event loop so polls stay fast."""
 
 from __future__ import annotations
 
@@ -7,73 +8,82 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from latentsync_core.media import MediaError
-from latentsync_core.media.probe import probe_audio, probe_video
+from latentsync_core.errors import MediaError
+from latentsync_core.media.probe import check_inputs
+from server.deps import JobDep, ServiceDep, require_api_key
 from server.errors import APIError
-from server.job_store import CANCELED, FINAL, QUEUED, RUNNING, STATUSES, SUCCEEDED, Job
+from server.job_store import Job
+from server.lifecycle import JobStatus
 from server.schemas import JobList, JobParams, JobView, PathRequest
+from server.service import Service
 from server.uploads import receive_multipart
 
-router = APIRouter()
-
-
-def _state(request: Request) -> Any:
-    return request.app.state.svc
+public = APIRouter()  # no key needed
+router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 # ---- health -----------------------------------------------------------------------------
-@router.get("/health", tags=["health"])
+@public.get("/health", tags=["health"])
 async def health() -> dict:
     return {"status": "ok"}
 
 
 @router.get("/ready", tags=["health"])
-async def ready(request: Request) -> JSONResponse:
-    svc = _state(request)
+async def ready(svc: ServiceDep) -> JSONResponse:
     body = {
         "state": svc.state,
-        "device": str(svc.models.device) if svc.models else None,
-        "dtype": str(svc.models.dtype).replace("torch.", "") if svc.models else None,
         "weights": svc.settings.weights,
-        "queue_length": svc.store.count(QUEUED),
+        "queue_length": svc.store.count(JobStatus.QUEUED),
         "running": svc.worker.running_id is not None,
         "fast_path": svc.fast_path,
     }
-    if svc.models is not None:
-        body["load_seconds"] = round(svc.models.load_seconds, 2)
-        if svc.models.is_demo:
-            body["notice"] = "demo weights: random model, no real lip-sync"
+    if svc.pipeline is not None:
+        body.update(svc.pipeline.describe())
+    else:
+        body.update(device=None, dtype=None)
     if svc.state == "error":
         body["error"] = svc.load_error
     return JSONResponse(body, status_code=200 if svc.state == "ready" else 503)
 
 
 @router.get("/metrics", tags=["health"])
-async def metrics(request: Request) -> PlainTextResponse:
-    svc = _state(request)
+async def metrics(svc: ServiceDep) -> PlainTextResponse:
     counts = svc.store.counts_by_status()
-    for status in STATUSES:
-        svc.metrics.jobs_by_status.labels(status).set(counts.get(status, 0))
-    svc.metrics.queue_length.set(counts.get(QUEUED, 0))
+    for status in JobStatus:
+        svc.metrics.jobs_by_status.labels(status.value).set(counts.get(status.value, 0))
+    svc.metrics.queue_length.set(counts.get(JobStatus.QUEUED, 0))
     svc.metrics.ready.set(1 if svc.state == "ready" else 0)
-    svc.update_gpu_metrics()
+    if svc.pipeline is not None:
+        for kind, value in svc.pipeline.memory_stats().items():
+            svc.metrics.gpu_memory.labels(kind).set(value)
     return PlainTextResponse(generate_latest(svc.metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+
+# ---- documentation (behind the key like the API it describes) -------------------------
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=request.app.title)
 
 
 # ---- jobs -------------------------------------------------------------------------------
 @router.post("/lipsync", status_code=202, tags=["jobs"])
-async def create_job(request: Request) -> JSONResponse:
-    svc = _state(request)
+async def create_job(request: Request, svc: ServiceDep) -> JSONResponse:
     if svc.stopping:
         raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
-    waiting = svc.store.count(QUEUED)
+    waiting = svc.store.count(JobStatus.QUEUED)
     if waiting >= svc.settings.max_queue:
         retry = int(svc.estimate_wait(waiting)) or 60
         raise APIError(429, "QUEUE_FULL", f"{waiting} jobs are waiting; try again later", {"Retry-After": str(retry)})
@@ -82,27 +92,20 @@ async def create_job(request: Request) -> JSONResponse:
     work.mkdir(parents=True)
     try:
         video, audio, params = await _read_inputs(request, svc, work)
-        _validate_media(video, audio, svc.settings)
+        s = svc.settings
+        await run_in_threadpool(_check_media, video, audio, s.max_video_s, s.max_audio_s)
         resolved = svc.resolve_params(params)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    job = Job(
-        id=job_id,
-        status=QUEUED,
-        params=resolved,
-        video_path=str(video),
-        audio_path=str(audio),
-        work_dir=str(work),
-        webhook_url=params.webhook_url,
-    )
+    job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video), audio_path=str(audio),
+              work_dir=str(work), webhook_url=params.webhook_url)  # fmt: skip
     svc.store.insert(job)
     svc.worker.wake()
-    view = svc.view(job)
-    return JSONResponse(view.model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
+    return JSONResponse(job_view(svc, job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
 
 
-async def _read_inputs(request: Request, svc: Any, work: Path) -> tuple[Path, Path, JobParams]:
+async def _read_inputs(request: Request, svc: Service, work: Path) -> tuple[Path, Path, JobParams]:
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
         raw = await request.body()
@@ -133,90 +136,67 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def _validate_media(video: Path, audio: Path, settings: Any) -> None:
+def _check_media(video: Path, audio: Path, max_video_s: float, max_audio_s: float) -> None:
     try:
-        vinfo = probe_video(video)
-        ainfo = probe_audio(audio)
+        check_inputs(video, audio, max_video_s, max_audio_s)
     except MediaError as exc:
         raise APIError(400, exc.code, exc.message) from exc
-    if vinfo.duration > settings.max_video_s:
-        raise APIError(
-            400, "VIDEO_TOO_LONG", f"video lasts {vinfo.duration:.0f} s; the limit is {settings.max_video_s:.0f} s"
-        )
-    if ainfo.duration > settings.max_audio_s:
-        raise APIError(
-            400, "AUDIO_TOO_LONG", f"audio lasts {ainfo.duration:.0f} s; the limit is {settings.max_audio_s:.0f} s"
-        )
-    if ainfo.duration <= 0.01:
-        raise APIError(400, "EMPTY_AUDIO", "the audio track is empty")
 
 
 @router.get("/jobs", response_model=JobList, tags=["jobs"])
 async def list_jobs(
-    request: Request,
+    svc: ServiceDep,
     status: str | None = Query(None, description="queued, running, succeeded, failed or canceled"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> JobList:
-    svc = _state(request)
-    if status is not None and status not in STATUSES:
-        raise APIError(400, "INVALID_PARAMETER", f"status must be one of {sorted(STATUSES)}")
+    if status is not None and status not in set(JobStatus):
+        raise APIError(400, "INVALID_PARAMETER", f"status must be one of {sorted(JobStatus)}")
     jobs, total = svc.store.list(status, limit, offset)
-    return JobList(jobs=[svc.view(j) for j in jobs], total=total, limit=limit, offset=offset)
+    return JobList(jobs=[job_view(svc, j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, tags=["jobs"])
-async def get_job(request: Request, job_id: str) -> JobView:
-    svc = _state(request)
-    return svc.view(svc.get_job(job_id))
+async def get_job(svc: ServiceDep, job: JobDep) -> JobView:
+    return job_view(svc, job)
 
 
 @router.get("/jobs/{job_id}/result", tags=["jobs"])
-async def get_result(request: Request, job_id: str) -> FileResponse:
-    svc = _state(request)
-    job = svc.get_job(job_id)
-    if job.status != SUCCEEDED:
+async def get_result(job: JobDep) -> FileResponse:
+    if job.status != JobStatus.SUCCEEDED:
         raise APIError(409, "NOT_READY", f"job is {job.status}; the result exists once it has succeeded")
     if job.result_expired or not job.result_path or not Path(job.result_path).is_file():
         raise APIError(410, "RESULT_EXPIRED", "the result was removed after its retention time")
-    return FileResponse(job.result_path, media_type="video/mp4", filename=f"lipsync-{job_id}.mp4")
+    return FileResponse(job.result_path, media_type="video/mp4", filename=f"lipsync-{job.id}.mp4")
 
 
 @router.delete("/jobs/{job_id}", tags=["jobs"])
-async def delete_job(request: Request, job_id: str) -> Response:
-    svc = _state(request)
-    job = svc.get_job(job_id)
-    if job.status == QUEUED:
-        svc.store.update(job_id, status=CANCELED, finished_at=time.time(), error_code="CANCELED",
-                         error_message="canceled by request")  # fmt: skip
-        shutil.rmtree(job.work_dir, ignore_errors=True)
-        svc.metrics.jobs_finished.labels(CANCELED).inc()
-        return JSONResponse(svc.view(svc.get_job(job_id)).model_dump())
-    if job.status == RUNNING:
-        svc.worker.request_cancel(job_id)
-        return JSONResponse(svc.view(job).model_dump() | {"status": "canceling"}, status_code=202)
-    if job.status in FINAL:
-        shutil.rmtree(job.work_dir, ignore_errors=True)
-        svc.store.delete(job_id)
-        return Response(status_code=204)
-    raise APIError(409, "CONFLICT", f"job is {job.status}")
+async def delete_job(svc: ServiceDep, job: JobDep) -> Response:
+    if job.status == JobStatus.QUEUED:
+        return JSONResponse(job_view(svc, svc.lifecycle.cancel(job)).model_dump())
+    if job.status == JobStatus.RUNNING:
+        svc.worker.request_cancel(job.id)
+        return JSONResponse(job_view(svc, job).model_dump() | {"status": "canceling"}, status_code=202)
+    shutil.rmtree(job.work_dir, ignore_errors=True)  # a finished job: remove it with its files
+    svc.store.delete(job.id)
+    return Response(status_code=204)
 
 
-def job_view(svc: Any, job: Job) -> JobView:
-    live = svc.worker.live.get(job.id) if job.status == RUNNING else None
+def job_view(svc: Service, job: Job) -> JobView:
+    live = svc.board.get(job.id) if job.status == JobStatus.RUNNING else None
     snap = {**{"stage": job.stage, "progress": job.progress, "frames_done": job.frames_done,
                "frames_total": job.frames_total}, **(live or {})}  # fmt: skip
     position = None
     eta = None
-    if job.status == QUEUED:
+    if job.status == JobStatus.QUEUED:
         queued = svc.store.queued_ids()
         position = queued.index(job.id) + 1 if job.id in queued else None
         eta = svc.estimate_wait(position or 0) or None
-    elif job.status == RUNNING and job.started_at and snap["progress"] > 0.02:
+    elif job.status == JobStatus.RUNNING and job.started_at and snap["progress"] > 0.02:
         elapsed = time.time() - job.started_at
         eta = round(elapsed * (1 - snap["progress"]) / snap["progress"], 1)
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
-    result_url = f"/jobs/{job.id}/result" if job.status == SUCCEEDED and not job.result_expired else None
+    result_url = f"/jobs/{job.id}/result" if job.status == JobStatus.SUCCEEDED and not job.result_expired else None
     return JobView(
         id=job.id,
         status=job.status,

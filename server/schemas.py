@@ -6,15 +6,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from latentsync_core.inference.params import PARAM_BOUNDS
+
+
+def _optional(name: str) -> Any:
+    lo, hi = PARAM_BOUNDS[name]
+    return Field(None, ge=lo, le=hi)
+
 
 class JobParams(BaseModel):
     """Optional per-job overrides; unset ones take the service defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
-    inference_steps: int | None = Field(None, ge=1, le=200)
-    guidance_scale: float | None = Field(None, ge=0.0, le=20.0)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    inference_steps: int | None = _optional("inference_steps")
+    guidance_scale: float | None = _optional("guidance_scale")
+    seed: int | None = _optional("seed")
     enable_deepcache: bool | None = None
     webhook_url: str | None = Field(None, max_length=2048)
 

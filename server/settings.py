@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from latentsync_core.inference.params import PARAM_BOUNDS, LipSyncParams
+
+if TYPE_CHECKING:
+    from latentsync_core.inference.factory import PipelineOptions
+
 ROOT = Path(__file__).resolve().parent.parent
+_DEFAULTS = LipSyncParams()
+
+
+def _bounded(name: str) -> Any:
+    """A default job parameter with the library's bounds (one definition: PARAM_BOUNDS)."""
+    lo, hi = PARAM_BOUNDS[name]
+    return Field(getattr(_DEFAULTS, name), ge=lo, le=hi)
 
 
 class Settings(BaseSettings):
@@ -29,10 +41,10 @@ class Settings(BaseSettings):
     detect_workers: int = Field(0, ge=0)  # face-detection threads; 0 = all cores but one
 
     # Default job parameters
-    inference_steps: int = Field(20, ge=1, le=200)
-    guidance_scale: float = Field(1.5, ge=0.0, le=20.0)
-    seed: int = Field(1247, ge=0)
-    enable_deepcache: bool = False
+    inference_steps: int = _bounded("inference_steps")
+    guidance_scale: float = _bounded("guidance_scale")
+    seed: int = _bounded("seed")
+    enable_deepcache: bool = _DEFAULTS.enable_deepcache
 
     # Storage
     data_dir: Path = ROOT / "data"
@@ -73,10 +85,34 @@ class Settings(BaseSettings):
 
     @property
     def compile_cache_dir(self) -> Path:
-        """Compiled kernels survive restarts here (a restart then compiles in seconds)."""
         return self.cache_dir / "inductor"
 
+    def default_params(self) -> dict[str, Any]:
+        """Job parameters a request leaves unset."""
+        return {
+            "inference_steps": self.inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "seed": self.seed,
+            "enable_deepcache": self.enable_deepcache,
+        }
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+    def pipeline_options(self, compile: bool | None = None) -> PipelineOptions:
+        """How the library builds the pipeline from these settings (service and CLI alike)."""
+        from latentsync_core.inference.factory import PipelineOptions
+
+        # Compiled kernels survive restarts here (a restart then compiles in seconds).
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.compile_cache_dir))
+        return PipelineOptions(
+            weights=self.weights,
+            checkpoint_dir=self.checkpoint_dir,
+            cache_dir=self.cache_dir,
+            unet_config=self.unet_config,
+            device=self.device,
+            gpu_id=self.gpu_id,
+            dtype=self.dtype,
+            compile={"auto": None, "on": True, "off": False}[self.compile] if compile is None else compile,
+            template_cache_dir=self.template_cache_dir if self.template_cache else None,
+            template_cache_max_bytes=int(self.template_cache_max_gb * 2**30),
+            detect_workers=self.detect_workers or None,
+            warmup=self.warmup,
+        )

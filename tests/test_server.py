@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -286,3 +287,35 @@ def test_openapi_docs(server: ServerProcess) -> None:
     assert server.client.get("/docs").status_code == 200
     assert httpx.get(f"{server.base}/docs").status_code == 401  # docs sit behind the key too
     _ = AUTH
+
+
+def test_polls_stay_fast_while_a_slow_probe_runs(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    """Probing an upload may take seconds (ffprobe's own timeout is 30 s); it runs off the
+    event loop, so polls meanwhile answer at once. The probe here is the real one, behind a
+    wrapper that waits before starting it."""
+    from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, ffprobe_exe
+
+    delay = 4.0
+    started = tmp_path / "probe-started"
+    real, setting = (ffprobe_exe(), "ffprobe") if ffprobe_exe() else (ffmpeg_exe(), "ffmpeg")
+    wrapper = tmp_path / f"slow-{setting}"
+    wrapper.write_text(f'#!/bin/sh\ntouch "{started}"\nsleep {delay}\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    srv = ServerProcess(tmp_path / "srv", **{setting: str(wrapper)}).start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            upload = pool.submit(srv.post_files, inputs["video"], inputs["audio"])
+            deadline = time.monotonic() + 30
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert started.exists(), "the probe never started"
+            slowest = 0.0
+            for _ in range(10):
+                t0 = time.monotonic()
+                assert srv.client.get("/jobs").status_code == 200
+                slowest = max(slowest, time.monotonic() - t0)
+            assert not upload.done(), "the probe ended before the polls: the check proves nothing"
+            assert upload.result().status_code == 202
+        assert slowest < delay / 2, f"a poll waited {slowest:.2f} s behind the probe"
+    finally:
+        srv.stop()

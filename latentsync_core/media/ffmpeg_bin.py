@@ -14,7 +14,7 @@ from pathlib import Path
 
 from latentsync_core.errors import MediaError
 
-__all__ = ["MediaError", "ffmpeg_exe", "input_arg", "run_ffmpeg"]
+__all__ = ["MediaError", "ffmpeg_exe", "ffprobe_exe", "input_arg", "run_ffmpeg"]
 
 
 @lru_cache(maxsize=1)
@@ -31,6 +31,13 @@ def ffmpeg_exe() -> str:
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise RuntimeError("ffmpeg not found: install it or the imageio-ffmpeg package") from exc
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@lru_cache(maxsize=1)
+def ffprobe_exe() -> str | None:
+    """Path of ffprobe: ``$LATENTSYNC_FFPROBE``, else the system's; None means probing reads
+    ffmpeg's own output (imageio-ffmpeg ships no ffprobe)."""
+    return os.environ.get("LATENTSYNC_FFPROBE") or shutil.which("ffprobe")
 
 
 def input_arg(path: str | Path) -> str:

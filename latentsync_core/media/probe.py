@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from latentsync_core.media.ffmpeg_bin import MediaError, ffmpeg_exe, input_arg
+from latentsync_core.media.ffmpeg_bin import MediaError, ffmpeg_exe, ffprobe_exe, input_arg
 
 PROBE_TIMEOUT_S = 30
 
@@ -39,7 +38,7 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError("FILE_NOT_FOUND", f"file not found: {path.name}")
     if path.stat().st_size == 0:
         raise MediaError("EMPTY_FILE", f"{path.name} is empty")
-    ffprobe = shutil.which("ffprobe")
+    ffprobe = ffprobe_exe()
     return _probe_ffprobe(ffprobe, path) if ffprobe else _probe_ffmpeg(path)
 
 
@@ -57,6 +56,22 @@ def probe_audio(path: str | Path) -> MediaInfo:
     if not info.has_audio:
         raise MediaError("NO_AUDIO_STREAM", f"{Path(path).name} has no audio stream")
     return info
+
+
+def check_inputs(
+    video: str | Path, audio: str | Path, max_video_s: float, max_audio_s: float
+) -> tuple[MediaInfo, MediaInfo]:
+    """What a job needs before it is queued: a video stream, an audio stream, both within
+    their duration limits, and some audio. Runs ffprobe: call it off any event loop."""
+    vinfo = probe_video(video)
+    ainfo = probe_audio(audio)
+    if vinfo.duration > max_video_s:
+        raise MediaError("VIDEO_TOO_LONG", f"video lasts {vinfo.duration:.0f} s; the limit is {max_video_s:.0f} s")
+    if ainfo.duration > max_audio_s:
+        raise MediaError("AUDIO_TOO_LONG", f"audio lasts {ainfo.duration:.0f} s; the limit is {max_audio_s:.0f} s")
+    if ainfo.duration <= 0.01:
+        raise MediaError("EMPTY_AUDIO", "the audio track is empty")
+    return vinfo, ainfo
 
 
 def _probe_ffprobe(ffprobe: str, path: Path) -> MediaInfo:

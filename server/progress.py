@@ -1,0 +1,50 @@
+"""Progress of the running job: a snapshot in memory for polls, SQLite at most twice a second."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from server.job_store import JobStore
+
+# Share of the whole job each stage stands for, for progress and ETA.
+STAGE_SPAN = {"probe": (0.0, 0.01), "audio": (0.01, 0.04), "detect": (0.04, 0.15), "denoise": (0.15, 0.98),
+              "encode": (0.98, 1.0)}  # fmt: skip
+PERSIST_EVERY_S = 0.5
+
+
+class ProgressBoard:
+    """Job id -> latest snapshot. Written by the GPU thread, read by polls without the
+    database (a dict assignment is atomic for readers)."""
+
+    def __init__(self, store: JobStore):
+        self.store = store
+        self.live: dict[str, dict[str, Any]] = {}
+
+    def begin(self, job_id: str) -> Callable[[str, int, int], None]:
+        """The pipeline's progress callback for ``job_id``."""
+        self.live[job_id] = {"stage": "probe", "progress": 0.0, "frames_done": 0, "frames_total": 0}
+        last_persist = [0.0]
+
+        def report(stage: str, done: int, total: int) -> None:
+            lo, hi = STAGE_SPAN.get(stage, (0.0, 1.0))
+            fraction = lo + (hi - lo) * (done / total if total else 0.0)
+            snap: dict[str, Any] = {"stage": stage, "progress": round(min(fraction, 1.0), 4)}
+            if stage in ("detect", "denoise"):
+                snap.update(frames_done=done, frames_total=total)
+            else:
+                snap.update({k: v for k, v in self.live.get(job_id, {}).items() if k.startswith("frames_")})
+            self.live[job_id] = snap
+            now = time.monotonic()
+            if now - last_persist[0] >= PERSIST_EVERY_S:
+                last_persist[0] = now
+                self.store.update(job_id, **snap)
+
+        return report
+
+    def end(self, job_id: str) -> None:
+        self.live.pop(job_id, None)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self.live.get(job_id)

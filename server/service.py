@@ -1,0 +1,116 @@
+"""What the routes share: settings, job store, lifecycle, worker, the loaded pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from server.errors import APIError
+from server.job_store import Job, JobStore
+from server.lifecycle import JobLifecycle
+from server.metrics import Metrics
+from server.progress import ProgressBoard
+from server.schemas import JobParams
+from server.settings import Settings
+from server.webhooks import WebhookSender
+from server.worker import GPUWorker
+
+log = logging.getLogger("latentsync.server")
+
+
+class Service:
+    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop):
+        self.settings = settings
+        self.jobs_dir = settings.data_dir / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self.metrics = Metrics()
+        self.board = ProgressBoard(self.store)
+        webhooks = WebhookSender(loop, settings.webhook_timeout_s, settings.webhook_retries)
+        self.lifecycle = JobLifecycle(self.store, self.metrics, webhooks)
+        self.worker = GPUWorker(self.store, self.metrics, self.lifecycle, self.board)
+        self.pipeline: Any = None
+        self.state = "loading"
+        self.fast_path = "off"  # off, compiling, ready, failed
+        self.load_error: str | None = None
+        self.stopping = False
+        self.input_roots = [p.resolve() for p in settings.input_dirs]
+
+    # ---- model loading (in a thread: /health answers meanwhile) -----------------------
+    def load_models(self) -> None:
+        from latentsync_core.inference import build_pipeline
+
+        try:
+            pipeline = build_pipeline(self.settings.pipeline_options())
+        except Exception as exc:  # reported by /ready; the process stays up for diagnosis
+            log.exception("model loading failed")
+            self.state, self.load_error = "error", str(exc)
+            return
+        self.pipeline = self.worker.pipeline = pipeline
+        self.state = "ready"
+        self.worker.wake()
+        log.info("ready (%s)", pipeline.describe())
+        if pipeline.accel.compile:  # a daemon thread: shutting down never waits for a compile
+            threading.Thread(target=self.compile_fast_path, name="compile", daemon=True).start()
+
+    def compile_fast_path(self) -> None:
+        """Compile after the service is ready (jobs meanwhile run eagerly); the kernels are
+        cached on disk, so a restart takes seconds instead of minutes."""
+        self.fast_path = "compiling"
+        try:
+            seconds = self.pipeline.prepare_fast_path()
+            self.fast_path = "ready"
+            log.info("fast path ready (compiled in %.1f s)", seconds)
+        except Exception:  # the eager path keeps serving
+            log.exception("compiling the fast path failed; serving with the eager path")
+            self.fast_path = "failed"
+
+    # ---- helpers for routes -----------------------------------------------------------
+    def get_job(self, job_id: str) -> Job:
+        job = self.store.get(job_id) if len(job_id) <= 64 else None
+        if job is None:
+            raise APIError(404, "JOB_NOT_FOUND", f"no job with id '{job_id[:64]}'")
+        return job
+
+    def resolve_params(self, params: JobParams) -> dict[str, Any]:
+        """The job's parameters: the request's, else the service defaults."""
+        defaults = self.settings.default_params()
+        return {name: getattr(params, name) if getattr(params, name) is not None else value
+                for name, value in defaults.items()}  # fmt: skip
+
+    def allowed_input(self, raw: str) -> Path:
+        """A path from a JSON request, accepted only inside a configured input folder."""
+        if not self.input_roots:
+            raise APIError(403, "PATH_INPUT_DISABLED", "path inputs are disabled (set LATENTSYNC_INPUT_DIRS)")
+        if "\x00" in raw:
+            raise APIError(400, "INVALID_PATH", "invalid path")
+        path = Path(raw).resolve()  # resolves '..' and symlinks before the check
+        if not any(path.is_relative_to(root) for root in self.input_roots):
+            raise APIError(403, "PATH_NOT_ALLOWED", "the path is outside the allowed input folders")
+        if not path.is_file():
+            raise APIError(400, "FILE_NOT_FOUND", f"no such file: {Path(raw).name}")
+        return path
+
+    def estimate_wait(self, position: int) -> float:
+        """Seconds until a job at ``position`` in the queue starts, from recent throughput."""
+        spf = self.worker.seconds_per_frame
+        if spf is None or position <= 0:
+            return 0.0
+        return round(position * spf * 250, 1)  # a typical job is ~10 s of video
+
+    async def cleanup_loop(self) -> None:
+        """Remove results older than the retention time."""
+        while True:
+            try:
+                cutoff = time.time() - self.settings.result_ttl_s
+                for job in self.store.expired_results(cutoff):
+                    shutil.rmtree(job.work_dir, ignore_errors=True)
+                    self.store.update(job.id, result_expired=True)
+            except Exception:  # never let housekeeping kill the service
+                log.exception("cleanup failed")
+            await asyncio.sleep(self.settings.cleanup_interval_s)
