@@ -1,0 +1,269 @@
+"""What to do next, item by item: the pipeline's state machine, shared by the engines.
+
+Every recorded decision is final; a stage runs for an item only when its decision is
+missing. Each outcome is recorded (one transaction) before the item's next task is
+released and before the inputs it consumed are deleted, so after a kill at any point a
+new run finds every input it still needs. Should an intermediate be missing anyway
+(deleted by hand), the item steps back to the stage that makes it.
+
+New sources are admitted only while fewer than ``max_pending_segments`` segments wait for
+the device workers, which bounds the intermediates on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+from latentsync_core.data.config import PreprocessConfig
+from latentsync_core.data.items import DEVICE_STAGES, Outcome, Task
+from latentsync_core.data.layout import Layout, remove
+from latentsync_core.data.manifest import Manifest
+from latentsync_core.data.progress import StageBars
+from latentsync_core.data.segments import plan_segments
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Clip:
+    source: str
+    start: int
+    frames: int
+    status: str  # pending | kept | rejected
+    stage: int  # last stage decided
+
+
+class Scheduler:
+    def __init__(self, cfg: PreprocessConfig, layout: Layout, manifest: Manifest, run_id: int, bars: StageBars):
+        self.cfg, self.layout, self.manifest, self.run_id, self.bars = cfg, layout, manifest, run_id, bars
+        self.decided: dict[tuple[str, int], tuple[bool, dict[str, Any]]] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.clips: dict[str, _Clip] = {}
+        self.clips_of: dict[str, list[str]] = {}
+        self.new_sources: deque[str] = deque()
+        self.ready_cpu: deque[Task] = deque()
+        self.ready_device: deque[Task] = deque()
+        self.active: dict[str, int] = {}  # item -> stage of its queued or running task
+        self.waiting: dict[str, set[str]] = {}  # source -> clips waiting for its resampled files
+        self.processed: Counter[int] = Counter()
+        self.errors: list[dict[str, Any]] = []
+
+    # --- start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the manifest's state and queue what each item needs next."""
+        for (item, stage), row in self.manifest.decisions().items():
+            self.decided[(item, stage)] = (row["decision"] == "pass", json.loads(row["measurements"]))
+        for row in self.manifest.sources():
+            self.sources[row["source_id"]] = dict(row)
+        for row in self.manifest.clips():
+            self.clips[row["clip_id"]] = _Clip(row["source_id"], row["start_frame"], row["frames"], row["status"],
+                                               row["stage"])  # fmt: skip
+            self.clips_of.setdefault(row["source_id"], []).append(row["clip_id"])
+        self._count_for_bars()
+        for src in self.sources:
+            self._advance_source(src)
+
+    def _count_for_bars(self) -> None:
+        b = self.bars
+        b.grow(1, len(self.sources))
+        for src in self.sources:
+            for stage in (1, 2, 3):
+                if (src, stage) in self.decided:
+                    b.advance(stage)
+                    if self.decided[(src, stage)][0]:
+                        b.grow(stage + 1)
+            if self.sources[src]["status"] == "segmented":
+                b.advance(4)
+        for clip_id in self.clips:
+            for stage in (4, 5, 6, 7):
+                passed = self.decided.get((clip_id, stage), (None,))[0]
+                if passed is None:
+                    break
+                if stage > 4:
+                    b.advance(stage)
+                if passed and stage < 7:
+                    b.grow(stage + 1)
+
+    # --- what is ready --------------------------------------------------------------------------
+    def take_device(self) -> list[Task]:
+        tasks = list(self.ready_device)
+        self.ready_device.clear()
+        return tasks
+
+    def take_cpu(self, slots: int) -> list[Task]:
+        tasks: list[Task] = []
+        while slots > 0 and self.ready_cpu:
+            tasks.append(self.ready_cpu.popleft())
+            slots -= 1
+        while slots > 0 and self.new_sources and self.device_backlog() < self.cfg.max_pending_segments:
+            src = self.new_sources.popleft()
+            tasks.append(self._task(1, src))
+            slots -= 1
+        return tasks
+
+    def device_backlog(self) -> int:
+        return sum(1 for stage in self.active.values() if stage in DEVICE_STAGES)
+
+    def idle(self) -> bool:
+        return not (self.ready_cpu or self.ready_device or self.new_sources or self.active)
+
+    @property
+    def complete(self) -> bool:
+        """Every source and clip has its final decision."""
+        return all(s["status"] != "pending" for s in self.sources.values()) and all(
+            c.status != "pending" for c in self.clips.values()
+        )
+
+    # --- outcomes -------------------------------------------------------------------------------
+    def on_outcome(self, task: Task, o: Outcome) -> None:
+        self.active.pop(task.item_id, None)
+        if o.error:
+            self.errors.append({"stage": o.stage, "item": o.item_id, "error": o.error})
+            log.warning("stage %d failed on %s (retried by the next run): %s", o.stage, o.item_id, o.error)
+            return
+        self.processed[o.stage] += 1
+        redo = (o.item_id, o.stage) in self.decided  # an intermediate was re-made
+        if not redo:
+            self.bars.advance(o.stage)
+            if o.passed and o.stage < 7:
+                self.bars.grow(o.stage + 1)
+        if o.stage <= 3:
+            self._on_source_outcome(o)
+            return
+        clip = self.clips[o.item_id]
+        kept = o.passed and o.stage == 7
+        clip_path = str(self.layout.clip(o.item_id)) if kept else ""
+        self.manifest.record(o, self.run_id, clip_path)
+        self.decided[(o.item_id, o.stage)] = (o.passed, o.measurements)
+        clip.stage = max(clip.stage, o.stage) if o.passed else o.stage
+        clip.status = "kept" if kept else ("pending" if o.passed else "rejected")
+        if o.stage == 6:
+            self._drop(self.layout.aligned(o.item_id))
+        elif o.stage == 7:
+            self._drop(self.layout.synced(o.item_id))
+        self._maybe_drop_resampled(clip.source)
+        if clip.status == "pending":
+            self._advance_clip(o.item_id)
+
+    def _on_source_outcome(self, o: Outcome) -> None:
+        src = self.sources[o.item_id]
+        if src["status"] == "segmented":  # stage 2 re-made for segments that still need it
+            waiting = sorted(self.waiting.pop(o.item_id, set()))
+            if not o.passed:
+                for clip_id in waiting:
+                    self.errors.append({"stage": 5, "item": clip_id, "error": f"re-making stage 2 failed: {o.reason}"})
+                return
+            for clip_id in waiting:
+                self._advance_clip(clip_id)
+            return
+        self.manifest.record(o, self.run_id)
+        self.decided[(o.item_id, o.stage)] = (o.passed, o.measurements)
+        if not o.passed:
+            src["status"] = "rejected"
+            if o.stage == 3:
+                self._drop(self.layout.resampled(o.item_id))
+        self._advance_source(o.item_id)
+
+    # --- stepping items forward -----------------------------------------------------------------
+    def _advance_source(self, src: str) -> None:
+        info = self.sources[src]
+        if info["status"] == "rejected" or src in self.active:
+            return
+        if info["status"] == "segmented":
+            for clip_id in self.clips_of.get(src, []):
+                self._advance_clip(clip_id)
+            return
+        if (src, 1) not in self.decided:
+            self.new_sources.append(src)
+        elif (src, 2) not in self.decided or not self._resampled_ok(src):
+            self._queue(self._task(2, src))
+        elif (src, 3) not in self.decided:
+            self._queue(self._task(3, src))
+        else:
+            self._segment(src)
+
+    def _segment(self, src: str) -> None:
+        """Stage 4, here: plain arithmetic on the shots of stage 3."""
+        shots = self.decided[(src, 3)][1]["shots"]
+        segments = plan_segments(src, shots, self.cfg.segment_frames, self.cfg.min_segment_frames)
+        self.manifest.add_segments(src, segments, self.run_id)
+        self.sources[src]["status"] = "segmented"
+        self.processed[4] += 1
+        self.bars.advance(4)
+        for s in segments:
+            status = "pending" if s.kept else "rejected"
+            self.clips[s.clip_id] = _Clip(src, s.start, s.frames, status, 4)
+            self.clips_of.setdefault(src, []).append(s.clip_id)
+            self.decided[(s.clip_id, 4)] = (s.kept, {})
+        self.bars.grow(5, sum(s.kept for s in segments))
+        self._maybe_drop_resampled(src)
+        for s in segments:
+            if s.kept:
+                self._advance_clip(s.clip_id)
+
+    def _advance_clip(self, clip_id: str) -> None:
+        clip = self.clips[clip_id]
+        if clip.status != "pending" or clip_id in self.active:
+            return
+        stage = clip.stage + 1
+        if stage == 7 and not self.layout.synced(clip_id).is_file():
+            stage = 6
+        if stage == 6 and not self.layout.aligned(clip_id).is_file():
+            stage = 5
+        if stage == 5 and not self._resampled_ok(clip.source):
+            self.waiting.setdefault(clip.source, set()).add(clip_id)
+            if clip.source not in self.active:
+                self._queue(self._task(2, clip.source))
+            return
+        self._queue(self._task(stage, clip_id))
+
+    def _queue(self, task: Task) -> None:
+        self.active[task.item_id] = task.stage
+        (self.ready_device if task.stage in DEVICE_STAGES else self.ready_cpu).append(task)
+
+    # --- tasks ----------------------------------------------------------------------------------
+    def _task(self, stage: int, item: str) -> Task:
+        lay = self.layout
+        if stage <= 3:
+            src = self.sources[item]
+            resampled = lay.resampled(item)
+            if stage == 1:
+                return Task(1, item, {"path": src["path"]})
+            if stage == 2:
+                return Task(2, item, {"path": src["path"], "out": str(resampled)})
+            made = self.decided[(item, 2)][1]
+            return Task(3, item, {"video": str(resampled / "video.mp4"), "width": made["width"],
+                                  "height": made["height"], "audio_samples": made["audio_samples"]})  # fmt: skip
+        clip = self.clips[item]
+        if stage == 5:
+            made = self.decided[(clip.source, 2)][1]
+            folder = lay.resampled(clip.source)
+            return Task(5, item, {"video": str(folder / "video.mp4"), "audio": str(folder / "audio.wav"),
+                                  "width": made["width"], "height": made["height"], "start": clip.start,
+                                  "frames": clip.frames, "out": str(lay.aligned(item))})  # fmt: skip
+        if stage == 6:
+            return Task(6, item, {"aligned": str(lay.aligned(item)), "out": str(lay.synced(item))})
+        return Task(7, item, {"synced": str(lay.synced(item)), "out": str(lay.clip(item))})
+
+    # --- intermediates --------------------------------------------------------------------------
+    def _resampled_ok(self, src: str) -> bool:
+        folder = self.layout.resampled(src)
+        return (folder / "video.mp4").is_file() and (folder / "audio.wav").is_file()
+
+    def _maybe_drop_resampled(self, src: str) -> None:
+        """The resampled source goes once none of its segments still has to be aligned."""
+        if self.sources[src]["status"] != "segmented" or self.waiting.get(src):
+            return
+        for clip_id in self.clips_of.get(src, []):
+            clip = self.clips[clip_id]
+            if clip.status == "pending" and (clip.stage < 5 or self.active.get(clip_id) == 5):
+                return
+        self._drop(self.layout.resampled(src))
+
+    def _drop(self, path: Any) -> None:
+        if not self.cfg.keep_intermediate:
+            remove(path)

@@ -1,0 +1,96 @@
+"""Reading and writing the pipeline's segments: a frame range of a 25 fps video (seeking,
+not decoding from the start), 16 kHz mono PCM slices as WAV, and the lossless
+intermediates (FFV1 + FLAC in Matroska, so no stage adds a generation of compression)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import wave
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from latentsync_core.data.items import FPS, SAMPLE_RATE
+from latentsync_core.data.layout import writing
+from latentsync_core.media.audio_io import load_audio
+from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg
+from latentsync_core.media.video_io import FrameReader, VideoWriter
+
+
+class SegmentReader(FrameReader):
+    """RGB frames ``start .. start + count`` of a constant-25-fps video (the output of the
+    resample stage). Input seeking with decoding from the previous key frame is exact; the
+    seek point sits half a frame early so rounding never drops the first frame."""
+
+    def __init__(self, path: str | Path, width: int, height: int, start: int, count: int):
+        self.width, self.height = width, height
+        self.frame_bytes = width * height * 3
+        seek = max(0.0, (start - 0.5) / FPS)
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-ss", f"{seek:.6f}", "-i", input_arg(path), "-map", "0:v:0", "-an", "-sn",
+            "-frames:v", str(count), "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
+        self._stderr = bytearray()
+        self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._err_thread.start()
+
+
+def read_all_frames(path: str | Path, size: int) -> np.ndarray:
+    """Every frame of a square ``size`` x ``size`` intermediate, (N, size, size, 3) uint8 RGB."""
+    with FrameReader(path, size, size) as reader:
+        frames = list(reader)
+    if not frames:
+        raise RuntimeError(f"no frames decoded from {Path(path).name}")
+    return np.stack(frames)
+
+
+def read_pcm(path: str | Path) -> np.ndarray:
+    """The audio track as int16 16 kHz mono samples (exactly the samples that were stored)."""
+    return np.round(load_audio(path, SAMPLE_RATE) * 32768.0).astype(np.int16)
+
+
+def read_wav_slice(path: str | Path, start: int, count: int) -> np.ndarray:
+    """``count`` int16 samples from sample ``start`` of a 16-bit mono WAV (short at the end)."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+            raise RuntimeError(f"{Path(path).name}: expected 16-bit mono PCM")
+        wav.setpos(min(start, wav.getnframes()))
+        return np.frombuffer(wav.readframes(count), dtype="<i2").astype(np.int16)
+
+
+def wav_samples(path: str | Path) -> int:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes()
+
+
+def write_wav(path: str | Path, pcm: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
+def write_lossless(final: Path, frames: Iterable[np.ndarray], size: int, pcm: np.ndarray) -> int:
+    """Write square RGB frames and int16 audio as a lossless ``.mkv`` under a temporary
+    name, then publish it. Returns the number of frames written."""
+    with writing(final) as tmp:
+        wav = tmp.with_suffix(".wav")
+        write_wav(wav, pcm)
+        writer = VideoWriter(tmp, size, size, audio_path=wav, fps=FPS)
+        written = 0
+        try:
+            for frame in frames:
+                writer.write(np.ascontiguousarray(frame))
+                written += 1
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            wav.unlink(missing_ok=True)
+        return written

@@ -1,0 +1,99 @@
+"""Running one task in a worker: the same entry point for the local process pools and for
+Ray. A CPU worker keeps only the config; a device worker also loads its models once.
+
+Every outcome carries the worker time it took. An unexpected exception (a bug, a broken
+installation) becomes an outcome with ``error`` set: reported, never recorded as a
+decision, so the item is retried by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import traceback
+
+from latentsync_core.data.config import PreprocessConfig
+from latentsync_core.data.items import DEVICE_STAGES, Outcome, Task
+from latentsync_core.data.models import DeviceModels, load_device_models
+
+log = logging.getLogger(__name__)
+
+_cfg: PreprocessConfig | None = None
+_models: DeviceModels | None = None
+
+
+def _quiet_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the coordinator handles it and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def init_cpu_worker(cfg: PreprocessConfig) -> None:
+    global _cfg
+    _quiet_interrupts()
+    _cfg = cfg
+
+
+def init_device_worker(cfg: PreprocessConfig, device: str, threads: int) -> None:
+    global _cfg, _models
+    _quiet_interrupts()
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(max(1, threads))
+    else:
+        torch.cuda.set_device(torch.device(device))
+    _cfg = cfg
+    _models = load_device_models(cfg, device, threads)
+
+
+def run_task(task: Task) -> Outcome:
+    """Entry point of pool workers (set up by one of the initialisers)."""
+    if _cfg is None:
+        raise RuntimeError("worker not initialised")
+    return execute(task, _cfg, _models)
+
+
+def execute(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> Outcome:
+    """Run ``task``'s stage; never raises for a problem with the item itself."""
+    started = time.perf_counter()
+    try:
+        outcome = _dispatch(task, cfg, models)
+    except Exception as exc:  # reported by the coordinator; the item is retried next run
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        log.debug("stage %d failed on %s", task.stage, task.item_id, exc_info=True)
+        outcome = Outcome(task.stage, task.item_id, False, "", {}, error=f"{detail} [pid {os.getpid()}]")
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _dispatch(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> Outcome:
+    if task.stage in DEVICE_STAGES and models is None:
+        raise RuntimeError(f"stage {task.stage} needs a device worker")
+    if task.stage == 1:
+        from latentsync_core.data.source_stages import check_source
+
+        return check_source(task, cfg)
+    if task.stage == 2:
+        from latentsync_core.data.source_stages import resample_source
+
+        return resample_source(task, cfg)
+    if task.stage == 3:
+        from latentsync_core.data.source_stages import detect_shots
+
+        return detect_shots(task, cfg)
+    assert models is not None
+    if task.stage == 5:
+        from latentsync_core.data.align_stage import align_segment
+
+        return align_segment(task, cfg, models.detector, models.device, models.threads)
+    if task.stage == 6:
+        from latentsync_core.data.sync_stage import sync_segment
+
+        return sync_segment(task, cfg, models.syncnet)
+    if task.stage == 7:
+        from latentsync_core.data.quality import quality_segment
+
+        return quality_segment(task, cfg, models.scorer)
+    raise ValueError(f"no worker stage {task.stage}")
