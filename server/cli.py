@@ -1,4 +1,4 @@
-"""The ``latentsync`` command: ``infer``, ``serve`` and ``download-weights``."""
+"""The ``latentsync`` command: ``infer``, ``sync-score``, ``serve`` and ``download-weights``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,43 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync_score(args: argparse.Namespace) -> int:
+    """Offset, LSE-C and LSE-D of a video's main face against its speech (SyncNetV2)."""
+    import json
+
+    from latentsync_core.errors import CodedError
+    from latentsync_core.sync import load_syncnet_v2, score_video
+    from latentsync_core.sync.plot import write_plot
+    from latentsync_core.weights.official import MissingWeightsError
+
+    s = Settings()
+    device = None if s.device == "auto" else s.device
+    try:
+        syncnet, label = load_syncnet_v2(
+            s.checkpoint_dir, "demo" if s.weights == "demo" else "official", device or "cpu"
+        )
+        report = score_video(args.video, args.audio, syncnet, device=device, detect_workers=s.detect_workers or None)
+    except MissingWeightsError as exc:
+        print(f"error [MISSING_WEIGHTS]: {exc}", file=sys.stderr)
+        return 2
+    except CodedError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"offset  {report.offset_frames:+d} frames ({report.offset_ms:+.0f} ms; negative: the audio lags)")
+    print(f"LSE-C   {report.lse_c:.3f}   (confidence, higher is better)")
+    print(f"LSE-D   {report.lse_d:.3f}   (distance, lower is better)")
+    print(f"scored  {report.frames_scored} frames from frame {report.first_frame}; weights: {label}")
+    if label == "demo":
+        print("NOTE: demo weights (random SyncNet): these numbers say nothing about lip sync")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        write_plot(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -114,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"
     )
     p.set_defaults(func=cmd_infer)
+    p = sub.add_parser("sync-score", help="measure lip sync of a video: offset, LSE-C, LSE-D (SyncNetV2)")
+    p.add_argument("video")
+    p.add_argument("--audio", help="speech to score against (default: the video's own audio track)")
+    p.add_argument("--json", help="write the scores as JSON here")
+    p.add_argument("--plot", help="write a PNG of the confidence per second here")
+    p.set_defaults(func=cmd_sync_score)
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
