@@ -115,6 +115,11 @@ def score_frames(
         raise ValueError(f"too short to score: {length} frames of overlapping video and audio (need {MIN_FRAMES})")
     cepstra = torch.from_numpy(mfcc(pcm, SAMPLE_RATE))
     video, audio = embed_clips(syncnet, frames, cepstra, length - CLIP_FRAMES, batch_size)
+    return score_embeddings(video, audio, vshift)
+
+
+def score_embeddings(video: torch.Tensor, audio: torch.Tensor, vshift: int = 15) -> SyncScore:
+    """The offset search over clip embeddings (clips, D) of video and audio, aligned in time."""
     dists = shift_distances(video, audio, vshift)
     offset, min_dist, conf, mean_dists = search_offset(dists, vshift)
     frame_dist = dists[:, vshift - offset].numpy()

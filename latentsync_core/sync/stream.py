@@ -1,0 +1,96 @@
+"""Sync score of a video while it is being written, from face boxes already known.
+
+The service scores every job's output this way: the pipeline knows each output frame's
+face box from its detection pass, so there is no second detection, and each window of
+finished frames is cropped (as :mod:`latentsync_core.sync.track` crops: longest track,
+smoothed box, padded 224 px square) and its 5-frame clips embedded at once. Only the lip
+embeddings (4 KiB a frame) and the last four crops are kept, so memory does not grow with
+the video; the audio is embedded at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from latentsync_core.audio.mfcc import mfcc
+from latentsync_core.models.syncnet_v2 import CLIP_FRAMES, MFCC_WINDOW
+from latentsync_core.sync.score import MFCC_PER_FRAME, MIN_FRAMES, SAMPLE_RATE, SAMPLES_PER_FRAME, score_embeddings
+from latentsync_core.sync.track import Box, build_tracks, crop_face, longest_track, smooth_track
+from latentsync_core.sync.video import SyncReport, per_second_confidence
+
+BATCH = 20
+
+
+class SyncTap:
+    """Feed it the output frames in order (:meth:`add`), then the speech (:meth:`finish`).
+
+    ``boxes`` holds the face box of every output frame (None where the frame has no face).
+    When no face track reaches 6 frames there is nothing to score and :meth:`finish`
+    returns None.
+    """
+
+    def __init__(self, syncnet: torch.nn.Module, weights: str, boxes: Sequence[Box | None], vshift: int = 15):
+        self.syncnet, self.weights, self.vshift = syncnet, weights, vshift
+        track = longest_track(build_tracks(boxes))
+        self.track = track if track is not None and track.length >= MIN_FRAMES else None
+        self._smooth = smooth_track(self.track) if self.track is not None else None
+        self._pending: list[np.ndarray] = []  # crops whose clips are not all embedded yet
+        self._embeds: list[torch.Tensor] = []
+        self._next = 0  # next output frame expected
+
+    @torch.no_grad()
+    def add(self, frames_rgb: np.ndarray) -> None:
+        """The next output frames, (n, H, W, 3) uint8 RGB, in order."""
+        start, self._next = self._next, self._next + len(frames_rgb)
+        if self.track is None:
+            return
+        first, last = self.track.first, self.track.last
+        for j in range(max(start, first), min(self._next, last + 1)):
+            cx, cy, s = self._smooth[j - first]
+            self._pending.append(crop_face(frames_rgb[j - start], cx, cy, s))
+        clips = len(self._pending) - CLIP_FRAMES + 1
+        if clips <= 0:
+            return
+        param = next(self.syncnet.parameters())
+        crops = torch.from_numpy(np.stack(self._pending))
+        for b in range(0, clips, BATCH):
+            batch = torch.stack([crops[s : s + CLIP_FRAMES] for s in range(b, min(clips, b + BATCH))])
+            batch = batch.permute(0, 4, 1, 2, 3).to(param.device, param.dtype)  # (B, 3, 5, 224, 224)
+            self._embeds.append(self.syncnet.forward_lip(batch).float().cpu())
+        self._pending = self._pending[clips:]
+
+    @torch.no_grad()
+    def finish(self, pcm_int16: np.ndarray) -> SyncReport | None:
+        """The report against 16 kHz int16 speech that starts with output frame 0."""
+        if self.track is None:
+            return None
+        pcm = np.asarray(pcm_int16).reshape(-1)[self.track.first * SAMPLES_PER_FRAME :]
+        length = min(self.track.length, len(pcm) // SAMPLES_PER_FRAME)
+        if length < MIN_FRAMES or not self._embeds:
+            return None
+        clips = length - CLIP_FRAMES  # as score_frames: the last clip start is length - 5
+        video = torch.cat(self._embeds)[:clips]
+        cepstra = torch.from_numpy(mfcc(pcm[: length * SAMPLES_PER_FRAME], SAMPLE_RATE))
+        param = next(self.syncnet.parameters())
+        audio = []
+        for b in range(0, clips, BATCH):
+            windows = torch.stack(
+                [
+                    cepstra[:, s * MFCC_PER_FRAME : s * MFCC_PER_FRAME + MFCC_WINDOW]
+                    for s in range(b, min(clips, b + BATCH))
+                ]
+            ).unsqueeze(1)
+            audio.append(self.syncnet.forward_aud(windows.to(param.device, param.dtype)).float().cpu())
+        score = score_embeddings(video, torch.cat(audio), self.vshift)
+        return SyncReport(
+            offset_frames=score.offset,
+            lse_c=score.lse_c,
+            lse_d=score.lse_d,
+            frames_scored=length,
+            weights=self.weights,
+            per_second_confidence=per_second_confidence(score, self.track.first),
+            first_frame=self.track.first,
+        )
