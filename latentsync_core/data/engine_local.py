@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from latentsync_core.data.config import PreprocessConfig, parse_gpus
 from latentsync_core.data.items import Task
 from latentsync_core.data.scheduler import Scheduler
-from latentsync_core.data.workers import init_cpu_worker, init_device_worker, run_task
+from latentsync_core.data.workers import init_cpu_worker, init_device_worker, run_task, warm_up
 from latentsync_core.errors import CodedError
 
 
@@ -66,6 +66,8 @@ class LocalEngine:
         load = [0] * len(devs)
         clean = False
         try:
+            # Device workers load their models while the CPU stages make the first segments.
+            warming = {} if sched.idle() else {p.submit(warm_up): d for p, d in zip(devs, self.devices, strict=True)}
             while True:
                 for task in sched.take_device():
                     i = min(range(len(devs)), key=load.__getitem__)
@@ -76,6 +78,14 @@ class LocalEngine:
                     inflight[cpu.submit(run_task, task)] = (task, -1)
                 if not inflight:
                     break
+                for future in [f for f in warming if f.done()]:
+                    device = warming.pop(future)
+                    try:
+                        future.result()
+                    except BrokenProcessPool as exc:
+                        raise CodedError(
+                            "WORKER_CRASHED", f"the device worker for {device} could not start (its error is above)"
+                        ) from exc
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for future in done:
                     task, i = inflight.pop(future)

@@ -101,12 +101,14 @@ class Scheduler:
             slots -= 1
         while slots > 0 and self.new_sources and self.device_backlog() < self.cfg.max_pending_segments:
             src = self.new_sources.popleft()
+            self.active[src] = 1
             tasks.append(self._task(1, src))
             slots -= 1
         return tasks
 
     def device_backlog(self) -> int:
-        return sum(1 for stage in self.active.values() if stage in DEVICE_STAGES)
+        """Segments queued for the devices, plus sources on their way (each makes at least one)."""
+        return len(self.active)
 
     def idle(self) -> bool:
         return not (self.ready_cpu or self.ready_device or self.new_sources or self.active)

@@ -48,6 +48,12 @@ def init_device_worker(cfg: PreprocessConfig, device: str, threads: int) -> None
     _models = load_device_models(cfg, device, threads)
 
 
+def warm_up() -> str:
+    """Nothing: submitted first so that a device worker loads its models while the CPU
+    stages make its first segments."""
+    return "ready"
+
+
 def run_task(task: Task) -> Outcome:
     """Entry point of pool workers (set up by one of the initialisers)."""
     if _cfg is None:
