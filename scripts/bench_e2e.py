@@ -30,14 +30,17 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentsync_core.accel import AccelOptions
 from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.inference import LipSyncParams, LipSyncPipeline
+from latentsync_core.inference.runners import AccelOptions
+from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.loading import load_models
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.video_io import FrameReader
-from latentsync_core.pipeline import LipSyncParams, LipSyncPipeline
-from latentsync_core.template_cache import TemplateCache
+from latentsync_core.models import DeepCacheState
+from latentsync_core.models.unet import DEEPCACHE_INTERVAL
 from latentsync_core.weights.random_weights import write_random_unet_checkpoint, write_random_whisper_checkpoint
+from scripts.bench_table import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEO = ROOT / "assets" / "demo1_video.mp4"
@@ -74,7 +77,7 @@ def flops_per_frame(pipe: LipSyncPipeline) -> tuple[float, float]:
 
 
 def unet_flops(frames: int, steps: int, deepcache: bool, full: float, shallow: float) -> float:
-    refresh = len([k for k in range(steps) if k % 3 == 0]) if deepcache else steps
+    refresh = DeepCacheState(DEEPCACHE_INTERVAL if deepcache else 1).full_steps(steps)
     return 2 * frames * (refresh * full + (steps - refresh) * shallow)  # batch 2: guidance
 
 
@@ -125,7 +128,7 @@ def main() -> None:
     results.update(load_s=load_s, warm_s=warm_s, compile_s=compile_s)
     print(rows[-3:], flush=True)
     if args.load_only:
-        _print(rows)
+        print_table(rows)
         return
 
     full_f, shallow_f = flops_per_frame(pipe)
@@ -171,7 +174,7 @@ def main() -> None:
         results["fast_vs_plain"] = {"mean": mean, "p999": p999, "max": mx}
     if args.compare_seconds > 0:
         compare(models, pipe, weights, work, args.compare_seconds, rows, results)
-    _print(rows)
+    print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 
@@ -199,13 +202,6 @@ def compare(
         mean, p999, mx = frame_diff(outs[a], outs[b], 1080, 1920)
         rows.append((f"{a} vs {b} ({seconds:g} s)", f"mean |diff| {mean:.3f}, 99.9th pct {p999:.0f}, max {mx:.0f}"))
         results[f"{a} vs {b}"] = {"mean": mean, "p999": p999, "max": mx}
-
-
-def _print(rows: list[tuple[str, str]]) -> None:
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'stage':<{width}} | result\n{'-' * width}-|-------")
-    for name, value in rows:
-        print(f"{name:<{width}} | {value}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from latentsync_core.config import CONFIG_DIR, load_unet_config
 from latentsync_core.models import DeepCacheState, UNet3DConditionModel, load_unet_checkpoint
+from scripts.bench_table import print_table
 
 FRAMES = 16
 
@@ -98,10 +99,8 @@ def bench_unet(cfg, dtype: torch.dtype, window_counts: tuple[int, ...], rows: li
         x = torch.randn(2, 13, FRAMES, 64, 64, device="cuda", dtype=dtype)
         ctx = torch.randn(2 * FRAMES, 50, 384, device="cuda", dtype=dtype)
         with torch.no_grad():
-            cache = DeepCacheState(3)
-            unet(x, t, encoder_hidden_states=ctx, deep_cache=cache)
-            cache.advance()
-            sec = timed(lambda: unet(x, t, encoder_hidden_states=ctx, deep_cache=cache))
+            _, feature = unet.forward_full(x, t, ctx, capture=True)
+            sec = timed(lambda: unet.forward_shallow(x, t, ctx, feature))
         rows.append(("UNet fp16 DeepCache shallow step", f"{sec * 1000:.1f} ms"))
         results["unet_deepcache_shallow_ms"] = sec * 1000
 
@@ -183,17 +182,15 @@ def main() -> None:
         "align+restore": (results["restore_ms"] + results["warp_ms"]) / FRAMES,
     }
     total = per_frame["denoise (best batching)"] + per_frame["vae"] + per_frame["align+restore"]
-    deep = (results["unet_float16_w1_ms"] * 7 + results["unet_deepcache_shallow_ms"] * 13) / FRAMES
+    n_full = DeepCacheState().full_steps(steps)
+    deep = (results["unet_float16_w1_ms"] * n_full + results["unet_deepcache_shallow_ms"] * (steps - n_full)) / FRAMES
     rows.append(("GPU ms per output frame (best, no DeepCache)", f"{total:.1f} ms -> {1000 / total:.1f} frames/s"))
     deep_total = deep + per_frame["vae"] + per_frame["align+restore"]
     rows.append(("GPU ms per output frame (DeepCache)", f"{deep_total:.1f} ms -> {1000 / deep_total:.1f} frames/s"))
     rows.append(("peak GPU memory", f"{torch.cuda.max_memory_allocated() / 1e9:.1f} GB"))
     tf = results["unet_tflop_per_frame_pass"]
     rows.append(("UNet FLOPs per frame per pass", f"{tf:.3f} TFLOP ({tf * 2 * steps:.1f} TFLOP per output frame)"))
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'stage':<{width}} | result\n{'-' * width}-|-------")
-    for name, value in rows:
-        print(f"{name:<{width}} | {value}")
+    print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

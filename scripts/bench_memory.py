@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.loading import load_models
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
-from latentsync_core.pipeline import LipSyncParams, LipSyncPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,9 +13,11 @@ import os
 
 import torch
 
-from latentsync_core.accel import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
+from latentsync_core.models import DeepCacheState
 from scripts.bench_gpu import FRAMES, random_unet, sd_vae, timed
+from scripts.bench_table import print_table
 
 TFLOP_PER_FRAME_PASS = 1.102  # measured with FlopCounterMode (NOTES.md)
 
@@ -67,7 +69,8 @@ def main() -> None:
             full, shallow = time_unet(runner, x, t, ctx, feature)
         tflops = TFLOP_PER_FRAME_PASS * b * FRAMES / full
         fps = args.windows * FRAMES / (full * 20)
-        deep = args.windows * FRAMES / (full * 7 + shallow * 13)
+        n_full = DeepCacheState().full_steps(20)
+        deep = args.windows * FRAMES / (full * n_full + shallow * (20 - n_full))
         rows.append((f"UNet {variant} ({args.windows} window/call)", f"{full * 1000:.1f} ms, {tflops:.0f} TFLOP/s, "
                      f"{fps:.2f} f/s; shallow {shallow * 1000:.1f} ms, DeepCache {deep:.2f} f/s; "
                      f"prepare {prep:.0f} s; rel diff {rel:.1e}"))  # fmt: skip
@@ -93,10 +96,7 @@ def main() -> None:
             torch.cuda.empty_cache()
     rows.append(("peak GPU memory", f"{torch.cuda.max_memory_allocated() / 1e9:.1f} GB"))
     rows.append(("inductor cache", os.environ.get("TORCHINDUCTOR_CACHE_DIR", "(default)")))
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'variant':<{width}} | result\n{'-' * width}-|-------")
-    for name, value in rows:
-        print(f"{name:<{width}} | {value}")
+    print_table(rows, "variant")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -12,8 +12,8 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from latentsync_core.accel import AccelOptions, UNetRunner
 from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.inference.runners import AccelOptions, UNetRunner
 from scripts.bench_gpu import FRAMES, random_unet, timed
 
 KINDS = [  # (group, substrings of the kernel name), first match wins

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync_core.accel import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.background import Drain, Prefetch
+from latentsync_core.inference import LipSyncParams, LipSyncPipeline
+from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
+from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
-from latentsync_core.pipeline import LipSyncParams, LipSyncPipeline
-from latentsync_core.template_cache import TemplateCache
 from latentsync_core.vision.face_detection import detect_in_order
 from tests.media_helpers import make_audio, make_clip, read_frames
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from latentsync_core.errors import Cancelled, CodedError, MediaError
+from latentsync_core.inference import LipSyncParams, LipSyncPipeline, PipelineOptions, build_pipeline, ping_pong_index
+from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.loading import ModelBundle, load_models
-from latentsync_core.media import MediaError
 from latentsync_core.media.probe import probe
 from latentsync_core.models import DeepCacheState
-from latentsync_core.pipeline import Cancelled, LipSyncParams, LipSyncPipeline, PipelineError, ping_pong_index
 from tests.media_helpers import make_audio, make_clip, read_frames
 
 FAST = LipSyncParams(inference_steps=2)
@@ -132,7 +133,7 @@ def test_video_without_any_face_fails_with_no_face(pipeline: LipSyncPipeline, sp
 
     noface = tmp_path / "noface.mp4"
     run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "1", "-pix_fmt", "yuv420p", str(noface)])
-    with pytest.raises(PipelineError) as err:
+    with pytest.raises(CodedError) as err:
         pipeline.run(noface, speech, tmp_path / "o.mp4", FAST)
     assert err.value.code == "NO_FACE"
 
@@ -168,16 +169,75 @@ def test_deepcache_shallow_step_reuses_deep_features(models: ModelBundle) -> Non
     ctx = torch.randn(8, 50, 64)
     with torch.no_grad():
         full = unet(x, 500, encoder_hidden_states=ctx).sample
-        cache = DeepCacheState(interval=3)
+        cache = DeepCacheState(interval=3)  # each call is the next step
         first = unet(x, 500, encoder_hidden_states=ctx, deep_cache=cache).sample
-        cache.advance()
         shallow = unet(x, 500, encoder_hidden_states=ctx, deep_cache=cache).sample
-        cache.advance()
         other = unet(x * 0.5, 480, encoder_hidden_states=ctx, deep_cache=cache).sample
     assert torch.allclose(first, full, atol=1e-5) and torch.allclose(shallow, full, atol=1e-5)
     assert not torch.allclose(other, full, atol=1e-3)
 
 
+def test_deepcache_schedule_decides_full_and_shallow_steps() -> None:
+    calls = []
+
+    def full(x):
+        calls.append("full")
+        return x, x * 10
+
+    def shallow(x, feature):
+        calls.append("shallow")
+        return feature
+
+    cache = DeepCacheState(interval=3)
+    preds = [cache.step(full, shallow, torch.tensor(float(k))) for k in range(7)]
+    assert calls == ["full", "shallow", "shallow", "full", "shallow", "shallow", "full"]
+    assert [float(p) for p in preds] == [0, 0, 0, 3, 30, 30, 6]  # shallow steps see the last full step's feature
+    assert cache.full_steps(20) == 7 and DeepCacheState(1).full_steps(20) == 20
+    off = DeepCacheState(1)
+    calls.clear()
+    [off.step(full, shallow, torch.tensor(1.0)) for _ in range(3)]
+    assert calls == ["full"] * 3 and off.feature is None  # DeepCache off keeps no feature
+
+
+def test_old_import_paths_still_work() -> None:
+    import latentsync_core.pipeline as old
+    from latentsync_core import inference
+
+    assert old.LipSyncPipeline is LipSyncPipeline and old.LipSyncParams is LipSyncParams
+    assert old.ping_pong_index is ping_pong_index and old.Cancelled is Cancelled
+    assert old.LipSyncResult is inference.LipSyncResult and old.load_mask is inference.load_mask
+
+
 def test_bad_params_rejected(pipeline: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="inference_steps"):
         pipeline.run(clip, speech, tmp_path / "o.mp4", LipSyncParams(inference_steps=0))
+    for bad in ({"guidance_scale": 20.5}, {"seed": -1}, {"seed": 2**63}, {"inference_steps": 201}):
+        with pytest.raises(CodedError) as err:  # the caller's input: a coded error
+            LipSyncParams(**bad).validate()
+        assert err.value.code == "INVALID_PARAMETER" and next(iter(bad)) in err.value.message
+    LipSyncParams(inference_steps=200, guidance_scale=0.0, seed=2**63 - 1).validate()
+
+
+def test_describe_and_memory_stats(pipeline: LipSyncPipeline) -> None:
+    info = pipeline.describe()
+    assert info["device"] == "cpu" and info["device_name"] == "cpu" and info["dtype"] == "float32"
+    assert info["weights"] == "demo" and "demo" in info["notice"] and info["resolution"] == 128
+    assert info["fast_path_ready"] is False and info["load_seconds"] >= 0
+    assert pipeline.memory_stats() == {}
+
+
+def test_build_pipeline_from_options(tmp_path: Path) -> None:
+    options = PipelineOptions(
+        weights="demo",
+        checkpoint_dir=tmp_path / "no-checkpoints",
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+        dtype="auto",
+        template_cache_dir=tmp_path / "templates",
+        template_cache_max_bytes=1 << 20,
+        detect_workers=1,
+    )
+    pipe = build_pipeline(options)
+    assert isinstance(pipe.templates, TemplateCache) and pipe.templates.max_bytes == 1 << 20
+    assert pipe.planner.detect_workers == 1 and not pipe.accel.compile and pipe.m.dtype == torch.float32
+    assert pipe.describe()["weights"] == "demo"

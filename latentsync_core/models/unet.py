@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,10 @@ from latentsync_core.models.blocks import DownBlock, MidBlock, UpBlock, _Block
 from latentsync_core.models.norm import GroupNorm
 from latentsync_core.models.resnet import InflatedConv3d
 
-MAX_WINDOW_FRAMES_DEFAULT = 24
+FullFn = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
+ShallowFn = Callable[..., torch.Tensor]
+
+DEEPCACHE_INTERVAL = 3  # DeepCache: a full pass every 3rd denoising step (upstream's setting)
 
 
 @dataclass
@@ -24,23 +29,36 @@ class UNetOutput:
 
 
 class DeepCacheState:
-    """Per-window DeepCache state: refresh on steps 0, interval, 2*interval, ..."""
+    """DeepCache for one window's denoising loop, and the one place that decides between
+    a full and a shallow step: steps 0, interval, 2*interval, ... run the whole network
+    and keep its deep feature; the others reuse it (``UNet3DConditionModel.forward_shallow``).
+    An interval of 1 runs every step in full (DeepCache off)."""
 
-    def __init__(self, interval: int = 3):
+    def __init__(self, interval: int = DEEPCACHE_INTERVAL):
         if interval < 1:
             raise ValueError("DeepCache interval must be >= 1")
         self.interval = interval
-        self.step = 0
+        self.step_index = 0
         self.feature: torch.Tensor | None = None
 
-    def refresh_now(self) -> bool:
-        return self.feature is None or self.step % self.interval == 0
+    def is_full_step(self, k: int) -> bool:
+        return k % self.interval == 0
 
-    def store(self, feature: torch.Tensor) -> None:
-        self.feature = feature
+    def full_steps(self, steps: int) -> int:
+        """How many of ``steps`` denoising steps run the whole network."""
+        return sum(self.is_full_step(k) for k in range(steps))
 
-    def advance(self) -> None:
-        self.step += 1
+    def step(self, full: FullFn, shallow: ShallowFn, *inputs: torch.Tensor) -> torch.Tensor:
+        """One denoising step's noise prediction, through ``full(*inputs) -> (prediction,
+        feature)`` or ``shallow(*inputs, feature)``."""
+        if self.feature is None or self.is_full_step(self.step_index):
+            prediction, feature = full(*inputs)
+            if self.interval > 1:
+                self.feature = feature
+        else:
+            prediction = shallow(*inputs, self.feature)
+        self.step_index += 1
+        return prediction
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool, freq_shift: float) -> torch.Tensor:
@@ -163,15 +181,15 @@ class UNet3DConditionModel(nn.Module):
         return_dict: bool = True,
         deep_cache: DeepCacheState | None = None,
     ) -> UNetOutput | tuple[torch.Tensor]:
-        """With ``deep_cache``, a refresh step runs the whole network and keeps the deep
-        features; other steps recompute only ``conv_in`` and the last layer of the last up
-        block on top of them (DeepCache with branch 0, as upstream's option)."""
-        if deep_cache is not None and not deep_cache.refresh_now():
-            x = self.forward_shallow(sample, timestep, encoder_hidden_states, deep_cache.feature)
+        """With ``deep_cache``, the state picks the step: a full one runs the whole network
+        and keeps the deep features; the others recompute only ``conv_in`` and the last
+        layer of the last up block on top of them (DeepCache with branch 0, as upstream's
+        option)."""
+        if deep_cache is None:
+            x, _ = self.forward_full(sample, timestep, encoder_hidden_states)
         else:
-            x, feature = self.forward_full(sample, timestep, encoder_hidden_states, capture=deep_cache is not None)
-            if deep_cache is not None:
-                deep_cache.store(feature)
+            full = functools.partial(self.forward_full, capture=True)
+            x = deep_cache.step(full, self.forward_shallow, sample, timestep, encoder_hidden_states)
         return UNetOutput(sample=x) if return_dict else (x,)
 
     def forward_full(

@@ -11,6 +11,12 @@ own seed, so a cached run gives the same output as an uncached one.
 Layout: ``<root>/<key>/meta.json`` + ``moments.npy``; an entry is written in a staging
 folder and renamed into place, so readers never see half an entry. The total size is
 bounded; the least recently used entries go first.
+
+A job uses the cache through a session (``TemplateCache.open``): the template found for
+its video, the encoder moments of its source frames (read from the template, or computed
+once per frame and kept), and publishing what it built after it succeeded. Without a
+cache, ``NoTemplateCache`` opens sessions with the same interface that keep the moments
+in the job's work folder only.
 """
 
 from __future__ import annotations
@@ -22,11 +28,16 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from latentsync_core.inference.source import SourcePlan
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +79,6 @@ class Template:
     has_face: np.ndarray  # (count,) bool
     complete: bool  # count is every frame of the video
     moments: np.ndarray  # (count, 2, 8, h, w): masked-face and face moments, memory-mapped
-    dtype: torch.dtype
 
     @property
     def count(self) -> int:
@@ -103,7 +113,6 @@ class TemplateCache:
                 has_face=arrays["has_face"],
                 complete=bool(meta["complete"]),
                 moments=moments,
-                dtype=dtype,
             )
             if moments.dtype != numpy_dtype(dtype) or len(moments) != template.count:
                 raise ValueError("moments do not match the entry")
@@ -166,6 +175,118 @@ class TemplateCache:
 
     def total_bytes(self) -> int:
         return sum(_size(c) for c in self.root.iterdir() if c.is_dir() and not c.name.startswith("."))
+
+    def open(
+        self, video_path: str | Path, fingerprint: str, dtype: torch.dtype, n_out: int, work: Path
+    ) -> CacheSession:
+        """A job's session: the entry for this video if it covers ``n_out`` output frames."""
+        key = self.key(file_sha256(video_path), fingerprint)
+        template = self.get(key, dtype)
+        usable = template if template is not None and template.covers(n_out) else None
+        return CacheSession(self, key, usable, work, dtype)
+
+
+class NoTemplateCache:
+    """The cache turned off: sessions keep moments in the job's work folder, for the job only."""
+
+    def open(self, video_path: str | Path, fingerprint: str, dtype: torch.dtype, n_out: int, work: Path) -> Session:
+        return Session(work, dtype)
+
+
+ComputeMoments = Callable[[np.ndarray], torch.Tensor]
+
+
+class Session:
+    """One job's moments: one row per source frame, each computed at most once (looped
+    frames reuse theirs). This base keeps them in the work folder and publishes nothing."""
+
+    template: Template | None = None  # a cached template this job's source plan comes from
+
+    def __init__(self, work: Path, dtype: torch.dtype):
+        self._work, self._dtype = work, dtype
+        self._rows: np.ndarray | None = None
+        self._known: np.ndarray | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _moments_folder(self) -> Path:
+        return self._work
+
+    def open_moments(self, frames: int, latent_size: int) -> None:
+        """Where the moments of the job's ``frames`` source frames are: the template's on a
+        hit, else a memory map filled as the windows need them."""
+        if self.template is not None:
+            self._rows, self._known = self.template.moments, np.ones(frames, bool)
+            return
+        self._rows = np.lib.format.open_memmap(
+            self._moments_folder() / "moments.npy",
+            mode="w+",
+            dtype=numpy_dtype(self._dtype),
+            shape=(frames, 2, 8, latent_size, latent_size),
+        )
+        self._known = np.zeros(frames, bool)
+
+    def moments(self, src_idx: np.ndarray, compute: ComputeMoments, device: torch.device) -> torch.Tensor:
+        """(count, 2, 8, h, w) moments of the source frames ``src_idx``; ``compute(positions)``
+        encodes the frames at those positions of ``src_idx`` that have none yet."""
+        assert self._rows is not None and self._known is not None, "open_moments first"
+        todo = np.flatnonzero(~self._known[src_idx])
+        if len(todo):
+            fresh = compute(todo)
+            for j, row in zip(todo, to_numpy(fresh), strict=True):
+                if not self._known[src_idx[j]]:  # a frame can appear twice where the loop turns
+                    self._rows[src_idx[j]] = row
+                    self._known[src_idx[j]] = True
+            if len(todo) == len(src_idx):
+                return fresh
+        return from_numpy(self._rows[src_idx], self._dtype).to(device)
+
+    def publish(self, plan: SourcePlan) -> dict | None:
+        """After a successful job: what the cache did (``{"key", "used", "stored"}``), or
+        None without a cache."""
+        return None
+
+    def close(self) -> None:
+        self._rows = None
+        (self._work / "moments.npy").unlink(missing_ok=True)
+
+
+class CacheSession(Session):
+    """A session on the cache: moments come from the template on a hit; on a miss they
+    are written to a staging folder that ``publish`` turns into the video's entry."""
+
+    def __init__(self, cache: TemplateCache, key: str, template: Template | None, work: Path, dtype: torch.dtype):
+        super().__init__(work, dtype)
+        self.cache, self.key, self.template = cache, key, template
+        self._staging: Path | None = None  # the entry being built, until published or dropped
+
+    def _moments_folder(self) -> Path:
+        self._staging = self.cache.staging()
+        return self._staging
+
+    def publish(self, plan: SourcePlan) -> dict | None:
+        state = {"key": self.key, "used": self.template is not None, "stored": False}
+        if self._staging is not None and self._known is not None and self._known.all():
+            self._rows.flush()
+            self._rows = None  # the memory map must be closed before the rename
+            try:
+                state["stored"] = self.cache.commit(
+                    self.key, self._staging, plan.raw_matrices, plan.has_face, plan.complete
+                )
+            except OSError as exc:  # a full disk or a racing writer must not fail a finished job
+                log.warning("template not stored: %s", exc)
+            self._staging = None
+        return state
+
+    def close(self) -> None:
+        self._rows = None
+        if self._staging is not None:  # the job failed before publishing: drop the partial entry
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
 
 
 def _size(folder: Path) -> int:

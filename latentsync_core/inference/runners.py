@@ -1,5 +1,5 @@
-"""Fast execution of the UNet and the VAE: channels-last layout and ``torch.compile`` for
-the one shape every full window has. Anything else (a short last window, no guidance)
+"""How the UNet and the VAE run: channels-last layout and ``torch.compile`` for the one
+shape every full window has. Anything else (a short last window, no guidance)
 runs the same modules eagerly, so a new shape never triggers a compile in the middle of
 a job. The eager modules are the reference the fast path is tested against.
 """
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL
-from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from latentsync_core.models import UNet3DConditionModel
 from latentsync_core.vae import SCALING_FACTOR
@@ -69,8 +68,9 @@ class _Guarded:
 
 
 class UNetRunner:
-    """``full`` and ``shallow`` (DeepCache) UNet calls; compiled for ``(batch, 13, frames,
-    h, w)`` once ``prepare`` ran with that shape, eager for any other."""
+    """The UNet's two tensor functions, ``full`` (with the DeepCache feature) and
+    ``shallow``; compiled for ``(batch, 13, frames, h, w)`` once ``prepare`` ran with that
+    shape, eager for any other. Which one a step uses is ``DeepCacheState``'s decision."""
 
     def __init__(self, unet: UNet3DConditionModel, options: AccelOptions):
         self.unet = unet
@@ -192,9 +192,3 @@ class VAERunner:
         """Scaled latents (N, 4, h, w) -> images (N, 3, 8h, 8w) in about [-1, 1]."""
         size = (8 * latents.shape[2], 8 * latents.shape[3])
         return self._call(self._decode, self._decode_eager, latents / SCALING_FACTOR, size)
-
-
-def sample_latents(moments: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Scaled latents drawn from encoder moments, exactly as ``vae.encode(x).latent_dist
-    .sample(generator)`` followed by the scaling factor."""
-    return DiagonalGaussianDistribution(moments).sample(generator=generator) * SCALING_FACTOR

@@ -1,0 +1,92 @@
+"""What one job's stages share: its files, parameters, callbacks, work folder and device."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from latentsync_core.errors import Cancelled
+from latentsync_core.inference.params import LipSyncParams
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+CancelFn = Callable[[], bool]  # polled between steps: True stops the job
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class JobContext:
+    video_path: Path
+    audio_path: Path
+    output_path: Path
+    params: LipSyncParams
+    work: Path  # the job's private folder: frame store, moments, the partial output
+    device: torch.device
+    dtype: torch.dtype
+    report: ProgressFn = _no_progress
+    should_cancel: CancelFn = _never
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def check_cancelled(self) -> None:
+        if self.should_cancel():
+            raise Cancelled("cancelled")
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = time.perf_counter() - start
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """A one-step stage: timed, and reported as 0 of 1 before and 1 of 1 after."""
+        with self.timed(name):
+            self.report(name, 0, 1)
+            yield
+            self.report(name, 1, 1)
+
+
+@contextmanager
+def open_job(
+    video_path: str | Path,
+    audio_path: str | Path,
+    output_path: str | Path,
+    params: LipSyncParams,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress: ProgressFn | None = None,
+    should_cancel: CancelFn | None = None,
+    work_dir: str | Path | None = None,
+) -> Iterator[JobContext]:
+    """A job's context; without ``work_dir`` a temporary work folder, removed afterwards."""
+    own_work = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="latentsync-")) if own_work else Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield JobContext(
+            video_path=Path(video_path),
+            audio_path=Path(audio_path),
+            output_path=Path(output_path),
+            params=params,
+            work=work,
+            device=device,
+            dtype=dtype,
+            report=progress or _no_progress,
+            should_cancel=should_cancel or _never,
+        )
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,53 @@
+"""The job's output file: frames are written by ffmpeg as they come (fed from a thread),
+into a partial file in the work folder that becomes the output only when complete."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from latentsync_core.background import Drain
+from latentsync_core.inference.composite import to_host
+from latentsync_core.inference.context import JobContext
+from latentsync_core.media.video_io import VideoWriter
+
+
+class OutputVideo:
+    def __init__(self, ctx: JobContext, width: int, height: int, comment: str | None = None):
+        self.target = ctx.output_path
+        self.partial = ctx.work / f"output.partial{ctx.output_path.suffix or '.mp4'}"  # the suffix picks the codec
+        self.writer = VideoWriter(self.partial, width, height, ctx.audio_path, metadata_comment=comment)
+        self.feed = Drain(self._write, depth=2, name="encode-feed")
+        self.done = False
+
+    def _write(self, item: tuple[torch.Tensor, torch.cuda.Event | None]) -> None:
+        frames, copied = item
+        if copied is not None:
+            copied.synchronize()
+        for frame in frames.numpy():
+            self.writer.write(frame)
+
+    def emit(self, frames: torch.Tensor) -> None:
+        """Queue (count, H, W, 3) uint8 frames, on any device."""
+        self.feed.put(to_host(frames))
+
+    def drain(self) -> None:
+        """Wait until every emitted frame reached the encoder."""
+        self.feed.finish()
+
+    def close(self) -> None:
+        """Finish the file and move it to the output path."""
+        self.writer.close()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.partial), self.target)
+        self.done = True
+
+    def __enter__(self) -> OutputVideo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.done:
+            self.feed.abort()
+            self.writer.abort()
+        self.partial.unlink(missing_ok=True)

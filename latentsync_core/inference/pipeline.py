@@ -1,0 +1,267 @@
+"""The lip-sync pipeline: video + speech in, lip-synced MP4 out, in bounded memory.
+
+``LipSyncPipeline.run`` reads as its stages, each reported to the progress callback as
+``(stage, done, total)``:
+
+1. ``probe``   - check both inputs before any heavy work;
+2. ``audio``   - Whisper features; the output has one frame per audio window (25 fps);
+3. ``detect``  - plan the source (``source.py``): face alignment matrices from one
+                 streaming detection pass, or from the template cache;
+4. ``denoise`` - per 16-frame window: conditioning (``conditioning.py``), DDIM with
+                 guidance and DeepCache (``denoise.py``), decode and composite
+                 (``composite.py``), emit to the encoder (``output.py``);
+5. ``encode``  - finish the H.264 + AAC file.
+
+Frames without a usable face pass through unchanged and are listed in the result. To keep
+the GPU busy, decoding and alignment run one window ahead on a thread and the encoder is
+fed from another; detection uses several threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
+from latentsync_core.background import Prefetch
+from latentsync_core.errors import MediaError
+from latentsync_core.inference.composite import Compositor
+from latentsync_core.inference.conditioning import Conditioner, load_mask, with_aligned_faces
+from latentsync_core.inference.context import CancelFn, JobContext, ProgressFn, open_job
+from latentsync_core.inference.denoise import Denoiser
+from latentsync_core.inference.output import OutputVideo
+from latentsync_core.inference.params import LipSyncParams
+from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
+from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
+from latentsync_core.inference.template_cache import NoTemplateCache, Session, TemplateCache
+from latentsync_core.loading import ModelBundle
+from latentsync_core.media.audio_io import load_audio
+from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
+from latentsync_core.media.video_io import FPS
+from latentsync_core.vision.face_detection import default_detect_workers
+from latentsync_core.weights.demo import DEMO_NOTICE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LipSyncResult:
+    output_path: Path
+    frames: int
+    duration: float
+    width: int
+    height: int
+    fps: int
+    frames_without_face: list[int]
+    source_frames: int
+    looped: bool
+    weights_kind: str
+    timings: dict[str, float] = field(default_factory=dict)
+    notice: str | None = None
+    template_cache: dict | None = None  # {"key", "used", "stored"}; None when the cache is off
+    fast_path: bool = False  # compiled UNet/VAE were used for full windows
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output_path"] = str(self.output_path)
+        return d
+
+
+class LipSyncPipeline:
+    """``run`` turns a video and a speech track into a lip-synced MP4.
+
+    ``accel`` picks the execution of the UNet and VAE (eager reference, channels-last,
+    compiled); ``template_cache`` keeps the audio-independent work on each video;
+    ``detect_workers`` threads run the face detector during the first pass.
+    """
+
+    def __init__(
+        self,
+        models: ModelBundle,
+        accel: AccelOptions | None = None,
+        template_cache: TemplateCache | None = None,
+        detect_workers: int | None = None,
+    ):
+        self.m = models
+        self.mask = load_mask(models.resolution)
+        self.accel = accel or AccelOptions()
+        self.unet = UNetRunner(models.unet, self.accel)
+        self.vae = VAERunner(models.vae, self.accel)
+        self.templates = template_cache if template_cache is not None else NoTemplateCache()
+        workers = detect_workers if detect_workers is not None else default_detect_workers()
+        self.planner = SourcePlanner(models.detector, models.resolution, workers)
+        self.fast_path_ready = not self.accel.compile
+
+    # ---- set-up and what the service reports ---------------------------------------------
+    def _window_shapes(self, batch: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        r = self.m.resolution
+        unet = (batch, self.m.unet.config.in_channels, WINDOW, r // 8, r // 8)
+        ctx = (batch * WINDOW, 50, self.m.unet.config.cross_attention_dim)
+        return unet, ctx, (WINDOW, 3, r, r)
+
+    def warmup(self) -> None:
+        """One eager UNet call (full and DeepCache step) and one VAE round trip at full window
+        size, so the first job does not pay for kernel selection and allocator growth."""
+        unet_shape, ctx_shape, image_shape = self._window_shapes()
+        self.unet.run_once(unet_shape, ctx_shape)
+        self.vae.run_once(image_shape)
+
+    def prepare_fast_path(self) -> float:
+        """Compile the full-window shapes (guidance on: batch 2). Safe to call on a thread
+        while jobs run: they use the eager modules until this returns. Seconds taken."""
+        if not self.accel.compile:
+            return 0.0
+        unet_shape, ctx_shape, image_shape = self._window_shapes()
+        seconds = self.unet.prepare(unet_shape, ctx_shape) + self.vae.prepare(image_shape)
+        self.fast_path_ready = True
+        log.info("compiled UNet and VAE for full windows in %.1f s", seconds)
+        return seconds
+
+    def fingerprint(self) -> str:
+        """What cached templates depend on besides the video's bytes."""
+        m = self.m
+        return f"{m.resolution}|{m.detector.name}|{m.dtype}|{m.device.type}|{m.vae_id}|{self.accel.channels_last}"
+
+    def describe(self) -> dict:
+        """What is loaded, for a status page: device, device name, dtype, weights kind,
+        resolution, load time, whether compiled graphs serve full windows (and a notice
+        with demo weights)."""
+        m = self.m
+        cuda = m.device.type == "cuda"
+        info = {
+            "device": str(m.device),
+            "device_name": torch.cuda.get_device_name(m.device) if cuda else "cpu",
+            "dtype": str(m.dtype).removeprefix("torch."),
+            "weights": m.weights_kind,
+            "resolution": m.resolution,
+            "load_seconds": round(m.load_seconds, 2),
+            "fast_path_ready": self.fast_path_ready and self.accel.compile,
+        }
+        if m.is_demo:
+            info["notice"] = "demo weights: random model, no real lip-sync"
+        return info
+
+    def memory_stats(self) -> dict[str, int]:
+        """Bytes of GPU memory this process holds: allocated, reserved, peak; {} on the CPU."""
+        device = self.m.device
+        if device.type != "cuda":
+            return {}
+        return {
+            "allocated": torch.cuda.memory_allocated(device),
+            "reserved": torch.cuda.memory_reserved(device),
+            "peak": torch.cuda.max_memory_allocated(device),
+        }
+
+    # ---- a job ---------------------------------------------------------------------------
+    def run(
+        self,
+        video_path: str | Path,
+        audio_path: str | Path,
+        output_path: str | Path,
+        params: LipSyncParams | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+        work_dir: str | Path | None = None,
+    ) -> LipSyncResult:
+        params = params or LipSyncParams()
+        params.validate()
+        m = self.m
+        with (
+            open_job(
+                video_path, audio_path, output_path, params, m.device, m.dtype, progress, should_cancel, work_dir
+            ) as ctx,
+            ExitStack() as job,
+        ):
+            video = self._check_inputs(ctx)
+            features, n_out = self._encode_audio(ctx)
+            session, plan = self._plan_source(ctx, job, video, n_out)
+            with ctx.timed("denoise"):
+                comment = DEMO_NOTICE if m.is_demo else None
+                output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment))
+                self._generate(ctx, plan, session, features, n_out, output)
+            with ctx.stage("encode"):
+                output.close()
+            return self._result(ctx, video, plan, n_out, session.publish(plan))
+
+    def _check_inputs(self, ctx: JobContext) -> MediaInfo:
+        with ctx.stage("probe"):
+            video = probe_video(ctx.video_path)
+            probe_audio(ctx.audio_path)
+        return video
+
+    def _encode_audio(self, ctx: JobContext) -> tuple[torch.Tensor, int]:
+        """Whisper features of the speech, and the number of output frames they give."""
+        with ctx.stage("audio"):
+            samples = load_audio(ctx.audio_path)
+            if samples.size < 160:  # under 10 ms: nothing to lip-sync to
+                raise MediaError("EMPTY_AUDIO", "the audio track is empty")
+            features = self.m.whisper.features_from_samples(samples)
+        ctx.check_cancelled()
+        return features, WhisperFeatureExtractor.num_chunks(len(features), FPS)
+
+    def _plan_source(self, ctx: JobContext, job: ExitStack, video: MediaInfo, n_out: int) -> tuple[Session, SourcePlan]:
+        """The job's template session and source plan (from the session's template, if
+        the cache has one for this video, else by detection); both closed with ``job``."""
+        with ctx.timed("detect"):
+            session = job.enter_context(
+                self.templates.open(ctx.video_path, self.fingerprint(), ctx.dtype, n_out, ctx.work)
+            )
+            plan = job.enter_context(self.planner.plan(ctx, video, n_out, session.template))
+        return session, plan
+
+    def _generate(
+        self,
+        ctx: JobContext,
+        plan: SourcePlan,
+        session: Session,
+        features: torch.Tensor,
+        n_out: int,
+        output: OutputVideo,
+    ) -> None:
+        """For each window: conditioning -> denoise -> decode and composite -> emit."""
+        m, device = self.m, ctx.device
+        latent_size = m.resolution // 8
+        mask = self.mask.to(device)
+        denoise = Denoiser(self.unet, m.scheduler, ctx.params, latent_size, device, m.dtype, ctx.check_cancelled)
+        condition = Conditioner(self.vae, mask, features, m.dtype)
+        composite = Compositor(self.vae, mask, m.resolution, device)
+        session.open_moments(plan.frame_count, latent_size)
+        steps = ctx.params.inference_steps
+        windows = with_aligned_faces(plan.windows(ctx.video_path, n_out), m.resolution, device)
+        with Prefetch(windows, depth=2, name="decode-align") as prepared, torch.no_grad():
+            for window in prepared:
+                frames = window.frames.to(device, non_blocking=True)
+                faces = window.faces.to(device, non_blocking=True)
+                cond = condition(window, faces, session, denoise.generator)
+                latents = denoise(
+                    cond, lambda k, w=window: ctx.report("denoise", w.start + w.count * k // steps, n_out)
+                )
+                output.emit(composite(latents, window, faces, frames))
+        output.drain()
+
+    def _result(
+        self, ctx: JobContext, video: MediaInfo, plan: SourcePlan, n_out: int, cache: dict | None
+    ) -> LipSyncResult:
+        m = self.m
+        if m.is_demo:
+            log.warning("%s: %s", ctx.output_path.name, DEMO_NOTICE)
+        return LipSyncResult(
+            output_path=ctx.output_path,
+            frames=n_out,
+            duration=n_out / FPS,
+            width=video.width,
+            height=video.height,
+            fps=FPS,
+            frames_without_face=plan.frames_without_face,  # every decoded source frame is shown
+            source_frames=plan.frame_count,
+            looped=n_out > plan.frame_count,
+            weights_kind=m.weights_kind,
+            timings=ctx.timings,
+            notice=DEMO_NOTICE if m.is_demo else None,
+            template_cache=cache,
+            fast_path=self.fast_path_ready and self.accel.compile,
+        )

@@ -1,0 +1,185 @@
+"""Planning the source frames of a job: which source frame each output frame shows (the
+video is played forward and backward when the audio is longer), the face alignment matrix
+of every frame (from one detection pass, or from a cached template), and the frames
+themselves, window by window (streamed in order, or from a disk store when the video
+loops). Frames without a face borrow the nearest face's crop for the UNet's input and are
+never pasted back; a video without any face fails with ``NO_FACE``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentsync_core.errors import CodedError, MediaError
+from latentsync_core.frame_store import FrameStore
+from latentsync_core.inference.context import JobContext
+from latentsync_core.inference.template_cache import Template
+from latentsync_core.media.probe import MediaInfo
+from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.vision.alignment import FaceAligner
+from latentsync_core.vision.face_detection import FaceDetector, detect_in_order
+
+WINDOW = 16  # frames per UNet call, as the model was trained
+
+
+def ping_pong_index(j: int, n_source: int) -> int:
+    """Source frame for output frame ``j``: forward, then backward, then forward, ..."""
+    cycle, k = divmod(j, n_source)
+    return k if cycle % 2 == 0 else n_source - 1 - k
+
+
+def no_face_error() -> CodedError:
+    return CodedError("NO_FACE", "no face was found in any frame of the video")
+
+
+@dataclass
+class Window:
+    """One UNet call's worth of output frames ``start .. start + count``."""
+
+    start: int
+    count: int
+    src_idx: np.ndarray  # (count,) source frame of each output frame
+    frames: torch.Tensor  # (count, H, W, 3) uint8 source frames
+    matrices: torch.Tensor  # (count, 2, 3) alignment matrices
+    has_face: np.ndarray  # (count,) bool: the frames that get the generated face
+    faces: torch.Tensor | None = None  # (count, 3, r, r) aligned faces in [-1, 1] (conditioning)
+
+
+@dataclass
+class SourcePlan:
+    info: MediaInfo
+    matrices: np.ndarray  # (F, 2, 3) float32, a valid crop for every source frame
+    has_face: np.ndarray  # (F,) bool
+    store: FrameStore | None  # the decoded frames, when output frames need random access
+    raw_matrices: np.ndarray  # (F, 2, 3), NaN where no face: what a template keeps
+    complete: bool  # F is every frame of the video
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.has_face)
+
+    @property
+    def frames_without_face(self) -> list[int]:
+        return np.flatnonzero(~self.has_face).tolist()
+
+    def windows(self, video_path: Path, n_out: int) -> Iterator[Window]:
+        """The output's windows with their source frames: from the store, or decoded
+        again in order (without a store, output frames follow the source one to one)."""
+        reader = None if self.store is not None else FrameReader(video_path, self.info.width, self.info.height)
+        try:
+            for start in range(0, n_out, WINDOW):
+                count = min(WINDOW, n_out - start)
+                src_idx = np.array([ping_pong_index(j, self.frame_count) for j in range(start, start + count)])
+                frames = np.stack([self._frame(reader, int(i)) for i in src_idx])
+                yield Window(start, count, src_idx, torch.from_numpy(frames),
+                             torch.from_numpy(self.matrices[src_idx]), self.has_face[src_idx])  # fmt: skip
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _frame(self, reader: FrameReader | None, index: int) -> np.ndarray:
+        if self.store is not None:
+            return self.store.get(index)
+        assert reader is not None
+        frame = reader.read()
+        if frame is None:
+            raise MediaError("INVALID_VIDEO", "the video ended early on the second read")
+        return frame
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> SourcePlan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SourcePlanner:
+    def __init__(self, detector: FaceDetector, resolution: int, detect_workers: int):
+        self.detector, self.resolution, self.detect_workers = detector, resolution, detect_workers
+
+    def plan(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template | None) -> SourcePlan:
+        """From the cached template when the job has one, else by detection."""
+        if template is not None:
+            return self._from_template(ctx, info, n_out, template)
+        return self._detect(ctx, info, n_out)
+
+    def _detect(self, ctx: JobContext, info: MediaInfo, n_out: int) -> SourcePlan:
+        """One streaming pass: detect faces in every source frame the output shows, in
+        order, and compute the smoothed matrices."""
+        estimate = max(1, round(info.duration * FPS))
+        keep_frames = n_out > estimate - 2 * FPS  # the loop needs random access to frames
+        store = FrameStore(ctx.work / "frames.raw", info.height, info.width) if keep_frames else None
+        aligner = FaceAligner(self.resolution)
+        matrices: list[np.ndarray | None] = []
+        try:
+            with FrameReader(ctx.video_path, info.width, info.height) as reader:
+                frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
+                for frame, face in detect_in_order(self.detector, frames, self.detect_workers):
+                    if store is not None:
+                        store.append(frame)
+                    matrices.append(aligner.matrix(face.points) if face is not None else None)
+                    if len(matrices) % 8 == 0:
+                        ctx.report("detect", len(matrices), min(estimate, n_out))
+                        ctx.check_cancelled()
+                complete = len(matrices) < n_out  # the stream ended first: this is every frame
+                errors = reader.errors
+            if not matrices:
+                raise MediaError(
+                    "INVALID_VIDEO", f"no decodable video frames ({errors.strip()[:200] or 'empty stream'})"
+                )
+            if all(m is None for m in matrices):
+                raise no_face_error()
+            if n_out > len(matrices) and store is None:  # the probe under-estimated: decode again into a store
+                store = _store_frames(ctx.video_path, info, len(matrices), ctx.work)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        has_face = np.array([m is not None for m in matrices])
+        raw = np.stack([m if m is not None else np.full((2, 3), np.nan, np.float32) for m in matrices])
+        ctx.report("detect", len(matrices), len(matrices))
+        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, complete)
+
+    def _from_template(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template) -> SourcePlan:
+        """The plan the detection pass would give: the same frames (the first ``n_out``, or
+        the whole video when it loops)."""
+        n_src = min(template.count, n_out)
+        has_face = template.has_face[:n_src].copy()
+        if not has_face.any():
+            raise no_face_error()
+        raw = template.matrices[:n_src].copy()
+        store = _store_frames(ctx.video_path, info, n_src, ctx.work) if n_out > n_src else None
+        ctx.report("detect", n_src, n_src)
+        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, template.complete)
+
+
+def _store_frames(video_path: Path, info: MediaInfo, count: int, work: Path) -> FrameStore:
+    store = FrameStore(work / "frames.raw", info.height, info.width)
+    try:
+        with FrameReader(video_path, info.width, info.height) as reader:
+            for frame in itertools.islice(reader, count):
+                store.append(frame)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _fill_missing(matrices: np.ndarray, has_face: np.ndarray) -> np.ndarray:
+    """Give frames without a face the nearest detected frame's crop (for the UNet's input
+    only: those frames are not pasted back); the earlier one on a tie."""
+    valid = np.flatnonzero(has_face)
+    out = np.empty((len(has_face), 2, 3), dtype=np.float32)
+    for i in range(len(has_face)):
+        out[i] = matrices[i] if has_face[i] else matrices[min(valid, key=lambda v: abs(v - i))]
+    return out
