@@ -95,7 +95,7 @@ def load_models(
         raise ValueError(f"weights must be 'official' or 'demo', not {weights!r}")
     unet, _ = load_unet_checkpoint(paths.unet, unet_cfg, device=dev, dtype=dt)
     vae = load_vae(paths.vae, device=dev, dtype=dt)
-    whisper = WhisperFeatureExtractor(paths.whisper, device=dev, dtype=dt)
+    whisper = WhisperFeatureExtractor(paths.whisper, device=dev)  # float32 whatever dt is
     detector = make_face_detector(paths.auxiliary, device=str(dev))
     bundle = ModelBundle(
         unet=unet,

@@ -25,7 +25,10 @@ WINDOW_AFTER = 2  # ... giving (2 + 1 + 2) * 2 = 10 encoder frames per video fra
 class WhisperFeatureExtractor:
     """Whisper encoder loaded from an openai-whisper checkpoint file (never downloaded)."""
 
-    def __init__(self, model_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, model_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+        """``dtype`` is accepted for symmetry with the other models and ignored: the encoder
+        always runs in float32 (whisper's LayerNorm needs float32 weights, and the tiny
+        encoder costs milliseconds either way); features are float32."""
         path = Path(model_path)
         if not path.is_file():
             raise CheckpointError(f"Whisper checkpoint not found: {path} (run `latentsync download-weights`)")
@@ -37,7 +40,6 @@ class WhisperFeatureExtractor:
             raise CheckpointError(f"{path} is not an openai-whisper checkpoint: {exc}") from exc
         self.dims = dims
         self.device = torch.device(device)
-        self.dtype = dtype
         encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer)
         prefix = "encoder."
         enc_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -45,9 +47,6 @@ class WhisperFeatureExtractor:
             encoder.load_state_dict(enc_state, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: encoder weights do not match its dims: {exc}") from exc
-        # float32 always: whisper's LayerNorm computes in float32 and needs float32 weights,
-        # and the tiny encoder costs milliseconds either way. ``dtype`` is the caller's
-        # compute dtype, kept for the features it hands on.
         self.encoder = encoder.to(self.device).eval()
 
     @property

@@ -91,7 +91,6 @@ class VideoWriter:
         metadata_comment: str | None = None,
     ):
         self.width, self.height = width, height
-        self.frames_written = 0
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
@@ -118,7 +117,6 @@ class VideoWriter:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
         except BrokenPipeError as exc:
             raise RuntimeError(f"ffmpeg encoder stopped: {self._read_err()}") from exc
-        self.frames_written += 1
 
     def _read_err(self) -> str:
         self._proc.wait(timeout=30)

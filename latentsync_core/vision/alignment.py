@@ -98,7 +98,7 @@ class FaceAligner:
     """Aligns faces to the template and restores generated faces into frames.
 
     One instance follows one video: the translation smoothing carries state from each
-    ``align`` call to the next, in frame order. :meth:`reset` starts a new video.
+    ``align`` call to the next, in frame order: a new video needs a new aligner.
     """
 
     def __init__(self, resolution: int = 512, device: str | torch.device = "cpu"):
@@ -106,9 +106,6 @@ class FaceAligner:
         self.device = torch.device(device)
         self.template, (self.crop_w, self.crop_h) = face_template(resolution)
         self._bias: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self._bias = None
 
     def matrix(self, landmarks3: np.ndarray) -> np.ndarray:
         """(2, 3) float32 affine matrix for the next frame, advancing the smoothing state."""

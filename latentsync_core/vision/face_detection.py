@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 MIN_FACE_W, MIN_FACE_H = 50, 80  # upstream's filters, in full-frame pixels
 MIN_ASPECT, MAX_ASPECT = 0.2, 1.5
 
+T = TypeVar("T")
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+
 
 @dataclass(frozen=True)
 class Face:
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+    box: Box
     points: np.ndarray  # (3, 2): left eyebrow centre, right eyebrow centre, nose centre (image left/right)
 
 
@@ -45,9 +48,19 @@ class FaceDetector(Protocol):
         """The main face of an (H, W, 3) uint8 RGB frame, or None."""
 
 
-def _plausible(box: tuple[float, float, float, float], min_w: float = MIN_FACE_W, min_h: float = MIN_FACE_H) -> bool:
+def _plausible(box: Box, min_w: float = MIN_FACE_W, min_h: float = MIN_FACE_H) -> bool:
     w, h = box[2] - box[0], box[3] - box[1]
     return w >= min_w and h >= min_h and MIN_ASPECT <= w / h <= MAX_ASPECT
+
+
+def _largest(candidates: Iterable[tuple[T, Box]]) -> tuple[T, Box] | None:
+    """The ``(face, box)`` with the largest box (the first one on a tie), or None."""
+    best, best_area = None, 0.0
+    for face, box in candidates:
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        if area > best_area:
+            best, best_area = (face, box), area
+    return best
 
 
 class DlibFaceDetector:
@@ -79,21 +92,16 @@ class DlibFaceDetector:
         scale = min(1.0, self.detect_size / min(h, w))  # HOG finds faces down to ~70 px
         small = cv2.resize(frame_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         gray_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        best, best_area = None, 0.0
-        for r in self._detector(gray_small, self.upsample):
-            box = (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
-            # dlib boxes cover brows to chin and are square: the height filter is upstream's
-            # (taller) InsightFace box rule scaled to that shape.
-            if not _plausible(box, MIN_FACE_W, MIN_FACE_W):
-                continue
-            area = (box[2] - box[0]) * (box[3] - box[1])
-            if area > best_area:
-                best, best_area = r, area
+        rects = self._detector(gray_small, self.upsample)
+        boxes = [(r, (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)) for r in rects]
+        # dlib boxes cover brows to chin and are square: the height filter is upstream's
+        # (taller) InsightFace box rule scaled to that shape.
+        best = _largest((r, box) for r, box in boxes if _plausible(box, MIN_FACE_W, MIN_FACE_W))
         if best is None:
             return None
-        shape = self._predictor(gray_small, best)
+        rect, box = best
+        shape = self._predictor(gray_small, rect)
         pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) / scale
-        box = (best.left() / scale, best.top() / scale, best.right() / scale, best.bottom() / scale)
         return Face(box=box, points=np.round(dlib68_to_points3(pts)))
 
 
@@ -173,19 +181,14 @@ class InsightFaceDetector:
         self.threshold = threshold
 
     def detect(self, frame_rgb: np.ndarray) -> Face | None:
-        best, best_area = None, 0.0
-        for face in self._app.get(frame_rgb):
-            box = tuple(float(v) for v in face.bbox)
-            if face.det_score < self.threshold or not _plausible(box):
-                continue
-            area = (box[2] - box[0]) * (box[3] - box[1])
-            if area > best_area:
-                best, best_area = face, area
+        boxes = ((face, tuple(float(v) for v in face.bbox)) for face in self._app.get(frame_rgb))
+        best = _largest((f, box) for f, box in boxes if f.det_score >= self.threshold and _plausible(box))
         if best is None:
             return None
-        lmk = best.landmark_2d_106
+        face, box = best
+        lmk = face.landmark_2d_106
         points = np.stack([lmk[[43, 48, 49, 51, 50]].mean(0), lmk[101:106].mean(0), lmk[[74, 77, 83, 86]].mean(0)])
-        return Face(box=tuple(float(v) for v in best.bbox), points=np.round(points))
+        return Face(box=box, points=np.round(points))
 
 
 def insightface_available(root: Path) -> bool:
