@@ -24,6 +24,7 @@ from latentsync_core.data.layout import Layout, remove
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.segments import plan_segments
+from latentsync_core.data.tasks import clip_task, source_task
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Scheduler:
         self.waiting: dict[str, set[str]] = {}  # source -> clips waiting for its resampled files
         self.processed: Counter[int] = Counter()
         self.errors: list[dict[str, Any]] = []
+        self.failed: set[str] = set()  # items that hit an unexpected error: left for the next run
 
     # --- start ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +108,29 @@ class Scheduler:
             slots -= 1
         return tasks
 
+    def take_all(self) -> tuple[list[Task], list[Task]]:
+        """Every ready task, new sources included (for engines with their own back-pressure):
+        (source-stage tasks, device-stage tasks)."""
+        while self.new_sources:
+            src = self.new_sources.popleft()
+            self.active[src] = 1
+            self.ready_cpu.append(self._task(1, src))
+        cpu, device = list(self.ready_cpu), list(self.ready_device)
+        self.ready_cpu.clear()
+        self.ready_device.clear()
+        return cpu, device
+
+    def replan(self) -> None:
+        """Forget queued work and derive it again from the recorded state (for engines that
+        chain several stages per task, whose follow-ups the scheduler queued in passing)."""
+        self.ready_cpu.clear()
+        self.ready_device.clear()
+        self.new_sources.clear()
+        self.active.clear()
+        self.waiting.clear()
+        for src in self.sources:
+            self._advance_source(src)
+
     def device_backlog(self) -> int:
         """Segments queued for the devices, plus sources on their way (each makes at least one)."""
         return len(self.active)
@@ -125,6 +150,7 @@ class Scheduler:
         self.active.pop(task.item_id, None)
         if o.error:
             self.errors.append({"stage": o.stage, "item": o.item_id, "error": o.error})
+            self.failed.add(o.item_id)
             log.warning("stage %d failed on %s (retried by the next run): %s", o.stage, o.item_id, o.error)
             return
         self.processed[o.stage] += 1
@@ -173,7 +199,7 @@ class Scheduler:
     # --- stepping items forward -----------------------------------------------------------------
     def _advance_source(self, src: str) -> None:
         info = self.sources[src]
-        if info["status"] == "rejected" or src in self.active:
+        if info["status"] == "rejected" or src in self.active or src in self.failed:
             return
         if info["status"] == "segmented":
             for clip_id in self.clips_of.get(src, []):
@@ -209,7 +235,7 @@ class Scheduler:
 
     def _advance_clip(self, clip_id: str) -> None:
         clip = self.clips[clip_id]
-        if clip.status != "pending" or clip_id in self.active:
+        if clip.status != "pending" or clip_id in self.active or clip_id in self.failed:
             return
         stage = clip.stage + 1
         if stage == 7 and not self.layout.synced(clip_id).is_file():
@@ -229,27 +255,12 @@ class Scheduler:
 
     # --- tasks ----------------------------------------------------------------------------------
     def _task(self, stage: int, item: str) -> Task:
-        lay = self.layout
         if stage <= 3:
-            src = self.sources[item]
-            resampled = lay.resampled(item)
-            if stage == 1:
-                return Task(1, item, {"path": src["path"]})
-            if stage == 2:
-                return Task(2, item, {"path": src["path"], "out": str(resampled)})
-            made = self.decided[(item, 2)][1]
-            return Task(3, item, {"video": str(resampled / "video.mp4"), "width": made["width"],
-                                  "height": made["height"], "audio_samples": made["audio_samples"]})  # fmt: skip
+            made = self.decided[(item, 2)][1] if stage == 3 else None
+            return source_task(stage, item, self.sources[item]["path"], self.layout, made)
         clip = self.clips[item]
-        if stage == 5:
-            made = self.decided[(clip.source, 2)][1]
-            folder = lay.resampled(clip.source)
-            return Task(5, item, {"video": str(folder / "video.mp4"), "audio": str(folder / "audio.wav"),
-                                  "width": made["width"], "height": made["height"], "start": clip.start,
-                                  "frames": clip.frames, "out": str(lay.aligned(item))})  # fmt: skip
-        if stage == 6:
-            return Task(6, item, {"aligned": str(lay.aligned(item)), "out": str(lay.synced(item))})
-        return Task(7, item, {"synced": str(lay.synced(item)), "out": str(lay.clip(item))})
+        made = self.decided[(clip.source, 2)][1] if stage == 5 else None
+        return clip_task(stage, item, clip.source, clip.start, clip.frames, self.layout, made)
 
     # --- intermediates --------------------------------------------------------------------------
     def _resampled_ok(self, src: str) -> bool:
