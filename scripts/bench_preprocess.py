@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=256, choices=(256, 512))
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--gpus", default="all")
+    ap.add_argument("--device-threads", type=int, default=0, help="threads per device worker (0: auto)")
     ap.add_argument("--official", action="store_true", help="official SyncNet weights (else demo)")
     ap.add_argument("--real-thresholds", action="store_true", help="keep the configured sync/quality thresholds")
     ap.add_argument("--output-json", help="also write the results here")
@@ -92,7 +93,12 @@ def main() -> None:
 
     from latentsync_core.data import load_preprocess_config, run_preprocess
 
-    values = {"resolution": args.resolution, "workers": args.workers, "gpus": args.gpus}
+    values = {
+        "resolution": args.resolution,
+        "workers": args.workers,
+        "gpus": args.gpus,
+        "face_detect_threads": args.device_threads,
+    }
     if not args.real_thresholds:
         values.update(sync_conf_threshold=-1.0, max_offset=15, min_sharpness=0.0)
     cfg = load_preprocess_config(values=values)
@@ -134,8 +140,9 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     m = result["machine"]
+    where = f"{m['cpus']} cores ({', '.join(m['devices'])})"
     print(
-        f"\n{result['footage_seconds']:.0f} s of footage in {wall:.1f} s on {m['cpus']} cores ({', '.join(m['devices'])}): "
+        f"\n{result['footage_seconds']:.0f} s of footage in {wall:.1f} s on {where}: "
         f"{result['footage_hours_per_hour']:.3f} h of footage per hour; peak memory "
         f"{result['peak_memory_mb']['process_tree']} MB (all processes), "
         f"{result['peak_memory_mb']['largest_process']} MB (largest)"

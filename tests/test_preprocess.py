@@ -38,7 +38,7 @@ OPTIONS = [
 ]  # fmt: skip
 
 REJECTED_AT_CHECK = {"corrupt.mp4": "unreadable", "empty.mp4": "empty_file", "audio_only.mp4": "no_video",
-                     "video_only.mp4": "no_audio"}  # fmt: skip
+                     "video_only.mp4": "no_audio", "garbled.mp4": "undecodable"}  # fmt: skip
 # Kept segments per source: 1 s segments; remainders under 1 s are dropped.
 KEPT = {"good.mp4": 2, "fps30.mp4": 1, "fps60.mov": 1, "sub/vfr.mp4": 1, "two_shots.mp4": 2, "audio_delayed.mp4": 1}
 
@@ -71,6 +71,12 @@ def _build_corpus(raw: Path, base: Path) -> None:
     run_ffmpeg([*lavfi, *enc, "-shortest", str(raw / "no_face.mp4")])
     cut("audio_only.mp4", 0, 1, "-vn")
     cut("video_only.mp4", 0, 1, "-an")
+    # Headers intact (it probes), picture data overwritten: it does not decode.
+    run_ffmpeg(["-i", input_arg(raw / "good.mp4"), "-c", "copy", "-movflags", "+faststart", str(raw / "garbled.mp4")])
+    data = bytearray((raw / "garbled.mp4").read_bytes())
+    start = data.find(b"mdat") + 8 + 2000
+    data[start : start + 58000] = np.random.default_rng(1).integers(0, 256, 58000, dtype=np.uint8).tobytes()
+    (raw / "garbled.mp4").write_bytes(bytes(data))
     (raw / "empty.mp4").write_bytes(b"")
     (raw / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
     (raw / "notes.txt").write_text("not a video: ignored")
@@ -133,8 +139,8 @@ def test_counts_and_reasons(first_run: Path) -> None:
     report = _report(first_run)
     stages = {s["name"]: s for s in report["stages"]}
     assert report["weights"] == "demo" and report["quality_model"] == "embedded"
-    assert stages["check"]["items_in"] == 11  # notes.txt is not a video
-    assert stages["check"]["reasons"] == {"unreadable": 1, "empty_file": 1, "no_video": 1, "no_audio": 1}
+    assert stages["check"]["items_in"] == 12  # notes.txt is not a video
+    assert stages["check"]["reasons"] == {r: 1 for r in REJECTED_AT_CHECK.values()}
     assert (stages["resample"]["passed"], stages["shots"]["passed"]) == (7, 7)
     assert stages["segment"]["items_in"] == 8  # shots: two_shots has two
     assert (stages["segment"]["passed"], stages["segment"]["reasons"]) == (9, {"too_short": 5})
@@ -255,6 +261,7 @@ def test_changed_settings_are_refused(first_run: Path, corpus: Path, capsys: pyt
         ("bad_value", "CONFIG_INVALID"),
         ("no_gpu", "GPU_UNAVAILABLE"),
         ("official_weights_missing", "WEIGHTS_MISSING"),
+        ("official_weights_wrong", "WEIGHTS_INVALID"),
     ],
 )
 def test_cannot_run_exits_2_with_a_code(
@@ -279,14 +286,20 @@ def test_cannot_run_exits_2_with_a_code(
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
         args += ["--gpus", "0"]
-    elif case == "official_weights_missing":
+    elif case.startswith("official_weights"):
         monkeypatch.setenv("LATENTSYNC_WEIGHTS", "official")
         args += ["--set", f"checkpoint_dir={tmp_path / 'ckpt'}"]
+        if case == "official_weights_wrong":
+            import torch
+
+            (tmp_path / "ckpt" / "auxiliary").mkdir(parents=True)
+            torch.save({"netcnnaud.0.weight": torch.zeros(1)}, tmp_path / "ckpt" / "auxiliary" / "syncnet_v2.model")
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert f"error [{code}]: " in err
-    if case == "official_weights_missing":
-        assert str(tmp_path / "ckpt" / "auxiliary" / "syncnet_v2.model") in err and "LATENTSYNC_WEIGHTS=demo" in err
+    if case.startswith("official_weights"):
+        assert str(tmp_path / "ckpt" / "auxiliary" / "syncnet_v2.model") in err
+        assert ("LATENTSYNC_WEIGHTS=demo" in err) == (case == "official_weights_missing")
 
 
 def test_ray_engine_gives_the_local_engines_result(first_run: Path, corpus: Path, tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ class PreprocessConfig:
     max_brightness: float = 220.0
     min_contrast: float = 20.0
     video_crf: int = 18
-    video_preset: str = "veryfast"
+    video_preset: str = "ultrafast"
     val_fraction: float = 0.05
     keep_intermediate: bool = False
     engine: str = "local"
