@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     webhook_retries: int = 3
     warmup: bool = True
 
+    # Tenants, retention, webhooks (issue 16)
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # see and manage every job
+    record_ttl_s: int = Field(7 * 24 * 3600, ge=1)  # finished job records are purged after this
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # names or CIDRs
+
+    @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_more_lists(cls, value: object) -> object:
+        return cls._split_list(value)
+
     @field_validator("input_dirs", "api_keys", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
