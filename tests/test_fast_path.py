@@ -25,7 +25,7 @@ import torch
 from latentsync_core.background import Drain, Prefetch
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
-from latentsync_core.inference.template_cache import TemplateCache
+from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache
 from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
@@ -196,6 +196,29 @@ def test_template_cache_is_bounded_and_survives_damage(tmp_path: Path) -> None:
     assert cache.get("b" * 40, torch.float32) is None  # damaged: a miss, and removed
     assert not (tmp_path / "t" / ("b" * 40)).exists()
     assert cache.get("b" * 40, torch.float16) is None  # another dtype never matches
+
+
+def test_template_sessions_compute_each_frame_once_and_clean_up(tmp_path: Path) -> None:
+    video = tmp_path / "v.bin"
+    video.write_bytes(b"some video bytes")
+    work = tmp_path / "work"
+    work.mkdir()
+    cache = TemplateCache(tmp_path / "t", max_bytes=1 << 20)
+    for opener in (NoTemplateCache(), cache):
+        computed: list[list[int]] = []
+
+        def compute(positions: np.ndarray, computed: list[list[int]] = computed) -> torch.Tensor:
+            computed.append(positions.tolist())
+            return torch.full((len(positions), 2, 8, 2, 2), float(len(computed)))
+
+        with opener.open(video, "fp", torch.float32, n_out=6, work=work) as session:
+            assert session.template is None
+            session.open_moments(3, latent_size=2)
+            first = session.moments(np.array([0, 1, 2, 2]), compute, torch.device("cpu"))
+            again = session.moments(np.array([2, 1]), compute, torch.device("cpu"))
+            assert computed == [[0, 1, 2, 3]] and torch.equal(again, first[[2, 1]])
+        # Closed without publishing (a failed job): nothing left in the work folder or the cache.
+        assert not any(work.iterdir()) and not any((tmp_path / "t").iterdir())
 
 
 def test_parallel_detection_keeps_frame_order(plain: LipSyncPipeline, media: dict[str, Path]) -> None:

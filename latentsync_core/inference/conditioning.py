@@ -19,7 +19,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.inference.runners import VAERunner
 from latentsync_core.inference.source import Window
-from latentsync_core.inference.template_cache import Session
+from latentsync_core.inference.template_cache import TemplateSession
 from latentsync_core.media.video_io import FPS
 from latentsync_core.vae import SCALING_FACTOR
 from latentsync_core.vision.alignment import FaceAligner
@@ -76,7 +76,7 @@ class Conditioner:
         self.mask_latent = F.interpolate(mask[None, 0:1], size=(latent_size, latent_size)).to(dtype)
 
     def __call__(
-        self, window: Window, faces: torch.Tensor, session: Session, generator: torch.Generator
+        self, window: Window, faces: torch.Tensor, session: TemplateSession, generator: torch.Generator
     ) -> Conditioning:
         """``faces``: the window's aligned faces on the device."""
 

@@ -37,7 +37,7 @@ from latentsync_core.inference.output import OutputVideo
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
-from latentsync_core.inference.template_cache import NoTemplateCache, Session, TemplateCache
+from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
@@ -203,7 +203,9 @@ class LipSyncPipeline:
         ctx.check_cancelled()
         return features, WhisperFeatureExtractor.num_chunks(len(features), FPS)
 
-    def _plan_source(self, ctx: JobContext, job: ExitStack, video: MediaInfo, n_out: int) -> tuple[Session, SourcePlan]:
+    def _plan_source(
+        self, ctx: JobContext, job: ExitStack, video: MediaInfo, n_out: int
+    ) -> tuple[TemplateSession, SourcePlan]:
         """The job's template session and source plan (from the session's template, if
         the cache has one for this video, else by detection); both closed with ``job``."""
         with ctx.timed("detect"):
@@ -217,7 +219,7 @@ class LipSyncPipeline:
         self,
         ctx: JobContext,
         plan: SourcePlan,
-        session: Session,
+        session: TemplateSession,
         features: torch.Tensor,
         n_out: int,
         output: OutputVideo,

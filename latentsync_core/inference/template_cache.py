@@ -189,14 +189,16 @@ class TemplateCache:
 class NoTemplateCache:
     """The cache turned off: sessions keep moments in the job's work folder, for the job only."""
 
-    def open(self, video_path: str | Path, fingerprint: str, dtype: torch.dtype, n_out: int, work: Path) -> Session:
-        return Session(work, dtype)
+    def open(
+        self, video_path: str | Path, fingerprint: str, dtype: torch.dtype, n_out: int, work: Path
+    ) -> TemplateSession:
+        return TemplateSession(work, dtype)
 
 
 ComputeMoments = Callable[[np.ndarray], torch.Tensor]
 
 
-class Session:
+class TemplateSession:
     """One job's moments: one row per source frame, each computed at most once (looped
     frames reuse theirs). This base keeps them in the work folder and publishes nothing."""
 
@@ -207,7 +209,7 @@ class Session:
         self._rows: np.ndarray | None = None
         self._known: np.ndarray | None = None
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> TemplateSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -255,7 +257,7 @@ class Session:
         (self._work / "moments.npy").unlink(missing_ok=True)
 
 
-class CacheSession(Session):
+class CacheSession(TemplateSession):
     """A session on the cache: moments come from the template on a hit; on a miss they
     are written to a staging folder that ``publish`` turns into the video's entry."""
 
