@@ -307,3 +307,34 @@ def test_segments_reach_the_devices_while_other_sources_wait(tmp_path: Path) -> 
     # Back-pressure: with 3 segments pending on the devices, at most one more source starts.
     assert [t.item_id for t in sched.take_cpu(4)] == ["s1"]
     manifest.close()
+
+
+def test_missing_intermediates_are_made_again(tmp_path: Path) -> None:
+    """A resumed run whose work/ folder was deleted: a segment that had passed alignment
+    steps back to stage 5, and as its resampled source is gone too, stage 2 is re-made
+    first (without re-deciding the source)."""
+    layout = Layout(tmp_path / "out")
+    layout.create()
+    manifest = Manifest(layout.manifest)
+    manifest.add_sources([("s0", "s0.mp4", "/raw/s0.mp4", 1)])
+    run = manifest.start_run("local", 1, ["cpu"])
+    made = {"frames": 50, "width": 64, "height": 64, "audio_samples": 50 * 640}
+    manifest.record(Outcome(1, "s0", True, "", {"duration": 2.0}), run)
+    manifest.record(Outcome(2, "s0", True, "", made), run)
+    manifest.record(Outcome(3, "s0", True, "", {"shots": [[0, 50]], "frames": 50}), run)
+    (seg,) = plan_segments("s0", [[0, 50]], 50, 25)
+    manifest.add_segments("s0", [seg], run)
+    manifest.record(Outcome(5, seg.clip_id, True, "", {"face_size": 80.0}), run)
+    sched = Scheduler(PreprocessConfig(), layout, manifest, run, StageBars(False))
+    sched.start()  # nothing under work/: no aligned segment, no resampled source
+    (remake,) = sched.take_cpu(4)
+    assert (remake.stage, remake.item_id) == (2, "s0") and sched.take_device() == []
+    folder = layout.resampled("s0")
+    folder.mkdir(parents=True)
+    (folder / "video.mp4").write_bytes(b"x")
+    (folder / "audio.wav").write_bytes(b"x")
+    sched.on_outcome(remake, Outcome(2, "s0", True, "", made))
+    (again,) = sched.take_device()
+    assert (again.stage, again.item_id) == (5, seg.clip_id)
+    assert sched.sources["s0"]["status"] == "segmented"  # stage 3 and 4 were not redone
+    manifest.close()

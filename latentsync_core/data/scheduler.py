@@ -6,8 +6,9 @@ released and before the inputs it consumed are deleted, so after a kill at any p
 new run finds every input it still needs. Should an intermediate be missing anyway
 (deleted by hand), the item steps back to the stage that makes it.
 
-New sources are admitted only while fewer than ``max_pending_segments`` segments wait for
-the device workers, which bounds the intermediates on disk.
+New sources are admitted only while fewer than ``max_pending_segments`` items are in flight
+(segments queued for the devices, sources in the CPU stages), which bounds the
+intermediates on disk.
 """
 
 from __future__ import annotations

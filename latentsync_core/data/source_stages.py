@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -115,8 +114,10 @@ def _last_frame_count(stderr: str) -> int:
 def detect_shots(task: Task, cfg: PreprocessConfig) -> Outcome:
     """Stage 3. Measurements: ``frames`` decoded, ``usable_frames`` (frames that also have
     audio) and ``shots`` as ``[start, end)`` frame ranges covering the usable part."""
-    from scenedetect import AdaptiveDetector
-    from scenedetect.common import FrameTimecode
+    from scenedetect import AdaptiveDetector, FrameTimecode  # the 0.7 API: time codes, not frame numbers
+
+    def at(n: int) -> FrameTimecode:
+        return FrameTimecode(n, fps=float(FPS))
 
     video, width, height = Path(task.args["video"]), int(task.args["width"]), int(task.args["height"])
     scale = min(1.0, cfg.shot_detect_width / width)
@@ -124,16 +125,15 @@ def detect_shots(task: Task, cfg: PreprocessConfig) -> Outcome:
     detector = AdaptiveDetector(
         adaptive_threshold=cfg.shot_threshold, min_scene_len=cfg.shot_min_frames, min_content_val=cfg.shot_min_content
     )
-    rate = Fraction(FPS)
     cuts: list[int] = []
     frames = 0
     with FrameReader(video, small_w, small_h) as reader:
         for frame in reader:
-            found = detector.process_frame(FrameTimecode(frames, fps=rate), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            found = detector.process_frame(at(frames), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             cuts += [c.frame_num for c in found]
             frames += 1
         errors = reader.errors.strip()
-    cuts += [c.frame_num for c in detector.post_process(FrameTimecode(frames, fps=rate))]
+    cuts += [c.frame_num for c in detector.post_process(at(frames))]
     if frames == 0:
         return Outcome.reject(task, "no_frames", error=errors[-300:])
     usable = min(frames, int(task.args["audio_samples"]) // SAMPLES_PER_FRAME)
