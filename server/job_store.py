@@ -33,10 +33,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_info TEXT,
     error_code TEXT,
     error_message TEXT,
-    webhook_url TEXT
+    webhook_url TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
 """
+# Columns added after the first release: (name, declaration) for ALTER TABLE on older databases.
+_ADDED_COLUMNS = [("owner", "TEXT")]
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Job:
     error_code: str | None = None
     error_message: str | None = None
     webhook_url: str | None = None
+    owner: str | None = None  # SHA-256 (hex) of the API key that created the job; None: no keys configured
 
 
 class JobStore:
@@ -76,6 +80,10 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            present = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+            for name, decl in _ADDED_COLUMNS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -105,8 +113,16 @@ class JobStore:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+    def list(
+        self, status: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
+    ) -> tuple[list[Job], int]:
+        """Jobs, newest first; ``owner`` given: only that owner's."""
+        conds, args = [], []
+        if status:
+            conds, args = [*conds, "status = ?"], [*args, status]
+        if owner is not None:
+            conds, args = [*conds, "owner = ?"], [*args, owner]
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]  # noqa: S608
             rows = self._db.execute(

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from latentsync_core.errors import MediaError
 from latentsync_core.media.probe import check_inputs
-from server.deps import JobDep, ServiceDep, require_api_key
+from server.deps import CallerDep, JobDep, ServiceDep, require_api_key
 from server.errors import APIError
 from server.job_store import Job
 from server.lifecycle import JobStatus
@@ -80,7 +80,7 @@ async def docs(request: Request) -> HTMLResponse:
 
 # ---- jobs -------------------------------------------------------------------------------
 @router.post("/lipsync", status_code=202, tags=["jobs"])
-async def create_job(request: Request, svc: ServiceDep) -> JSONResponse:
+async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JSONResponse:
     if svc.stopping:
         raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
     waiting = svc.store.count(JobStatus.QUEUED)
@@ -99,7 +99,7 @@ async def create_job(request: Request, svc: ServiceDep) -> JSONResponse:
         shutil.rmtree(work, ignore_errors=True)
         raise
     job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video), audio_path=str(audio),
-              work_dir=str(work), webhook_url=params.webhook_url)  # fmt: skip
+              work_dir=str(work), webhook_url=params.webhook_url, owner=caller.owner)  # fmt: skip
     svc.store.insert(job)
     svc.worker.wake()
     return JSONResponse(job_view(svc, job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
@@ -146,13 +146,14 @@ def _check_media(video: Path, audio: Path, max_video_s: float, max_audio_s: floa
 @router.get("/jobs", response_model=JobList, tags=["jobs"])
 async def list_jobs(
     svc: ServiceDep,
+    caller: CallerDep,
     status: str | None = Query(None, description="queued, running, succeeded, failed or canceled"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> JobList:
     if status is not None and status not in set(JobStatus):
         raise APIError(400, "INVALID_PARAMETER", f"status must be one of {sorted(JobStatus)}")
-    jobs, total = svc.store.list(status, limit, offset)
+    jobs, total = svc.store.list(status, limit, offset, owner=caller.only_owner)  # the callers' own jobs
     return JobList(jobs=[job_view(svc, j) for j in jobs], total=total, limit=limit, offset=offset)
 
 

@@ -72,10 +72,15 @@ class Service:
 
     # ---- helpers for routes -----------------------------------------------------------
     def get_job(self, job_id: str) -> Job:
+        """The record, whoever owns it (the routes go through ``deps.get_job``, which checks that)."""
         job = self.store.get(job_id) if len(job_id) <= 64 else None
         if job is None:
-            raise APIError(404, "JOB_NOT_FOUND", f"no job with id '{job_id[:64]}'")
+            raise self.job_not_found(job_id)
         return job
+
+    @staticmethod
+    def job_not_found(job_id: str) -> APIError:
+        return APIError(404, "JOB_NOT_FOUND", f"no job with id '{job_id[:64]}'")
 
     def resolve_params(self, params: JobParams) -> dict[str, Any]:
         """The job's parameters: the request's, else the service defaults."""

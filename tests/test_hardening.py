@@ -1,0 +1,99 @@
+"""Hardening (issue 16): tenants, atomic admission, JSON errors everywhere, housekeeping, webhook
+SSRF. Real service processes on loopback with demo weights, or direct calls where that is the
+honest level."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.job_store import JobStore
+from tests.media_helpers import make_audio, make_clip
+from tests.server_helpers import KEY, ServerProcess
+
+KEY_B = "tenant-b-key"
+ADMIN = "admin-key-42"
+
+
+@pytest.fixture(scope="module")
+def inputs(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    return {
+        "video": make_clip(media_dir / "demo1_video.mp4", d / "clip.mp4", 1.2, start=1.0),
+        "audio": make_audio(media_dir / "demo1_audio.wav", d / "speech.wav", 1.0),
+        "dir": d,
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, inputs: dict[str, Path]) -> ServerProcess:
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("srv"), api_keys=f"{KEY},{KEY_B}", admin_api_keys=ADMIN, input_dirs=str(inputs["dir"])
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def _client(srv: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(base_url=srv.base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+# ---- item 5: tenants --------------------------------------------------------------------------
+def test_a_job_belongs_to_the_key_that_created_it(server: ServerProcess, inputs: dict[str, Path]) -> None:
+    a, b, admin = server.client, _client(server, KEY_B), _client(server, ADMIN)
+    job = server.post_files(inputs["video"], inputs["audio"]).json()
+    done = server.wait(job["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    assert server.db_row(job["id"])["owner"] == hashlib.sha256(KEY.encode()).hexdigest()
+    theirs = b.post("/lipsync", json={"video_path": str(inputs["video"]), "audio_path": str(inputs["audio"])})
+    assert theirs.status_code == 202, theirs.text
+    for method, path in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
+        r = b.request(method, f"/jobs/{job['id']}{path}")
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "JOB_NOT_FOUND"), (method, path, r.text)
+    assert [j["id"] for j in b.get("/jobs").json()["jobs"]] == [theirs.json()["id"]]
+    assert b.get("/jobs").json()["total"] == 1
+    mine = a.get("/jobs").json()
+    assert theirs.json()["id"] not in {j["id"] for j in mine["jobs"]} and job["id"] in {j["id"] for j in mine["jobs"]}
+    assert a.get(f"/jobs/{theirs.json()['id']}").status_code == 404
+    # The admin key sees and manages every job.
+    everything = admin.get("/jobs").json()
+    assert {job["id"], theirs.json()["id"]} <= {j["id"] for j in everything["jobs"]}
+    assert admin.get(f"/jobs/{job['id']}/result").status_code == 200
+    while admin.get(f"/jobs/{theirs.json()['id']}").json()["status"] not in {"succeeded", "failed"}:
+        time.sleep(0.2)
+    assert admin.delete(f"/jobs/{theirs.json()['id']}").status_code == 204
+    assert b.get(f"/jobs/{theirs.json()['id']}").status_code == 404
+    assert a.get(f"/jobs/{job['id']}").status_code == 200  # untouched
+
+
+def test_an_existing_database_gains_the_owner_column(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    db.execute(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT, progress REAL NOT NULL DEFAULT 0,"
+        " frames_done INTEGER NOT NULL DEFAULT 0, frames_total INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,"
+        " started_at REAL, finished_at REAL, attempts INTEGER NOT NULL DEFAULT 0, params TEXT NOT NULL,"
+        " video_path TEXT NOT NULL, audio_path TEXT NOT NULL, work_dir TEXT NOT NULL, result_path TEXT,"
+        " result_expired INTEGER NOT NULL DEFAULT 0, result_info TEXT, error_code TEXT, error_message TEXT,"
+        " webhook_url TEXT)"
+    )
+    db.execute(
+        "INSERT INTO jobs (id, status, created_at, params, video_path, audio_path, work_dir)"
+        " VALUES ('old', 'succeeded', 1.0, '{}', 'v', 'a', 'w')"
+    )
+    db.commit()
+    db.close()
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    try:
+        old = store.get("old")
+        assert old is not None and old.owner is None
+        jobs, total = store.list(owner="someone")
+        assert (jobs, total) == ([], 0)
+        assert store.list()[1] == 1
+    finally:
+        store.close()
+    JobStore(tmp_path / "jobs.sqlite3").close()  # a second start finds the column there
