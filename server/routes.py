@@ -83,24 +83,22 @@ async def docs(request: Request) -> HTMLResponse:
 async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JSONResponse:
     if svc.stopping:
         raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
-    waiting = svc.store.count(JobStatus.QUEUED)
-    if waiting >= svc.settings.max_queue:
-        retry = int(svc.estimate_wait(waiting)) or 60
-        raise APIError(429, "QUEUE_FULL", f"{waiting} jobs are waiting; try again later", {"Retry-After": str(retry)})
-    job_id = uuid.uuid4().hex
-    work = svc.jobs_dir / job_id
-    work.mkdir(parents=True)
-    try:
-        video, audio, params = await _read_inputs(request, svc, work)
-        s = svc.settings
-        await run_in_threadpool(_check_media, video, audio, s.max_video_s, s.max_audio_s)
-        resolved = svc.resolve_params(params)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video), audio_path=str(audio),
-              work_dir=str(work), webhook_url=params.webhook_url, owner=caller.owner)  # fmt: skip
-    svc.store.insert(job)
+    with svc.admission():  # a queue slot, reserved before the body is read
+        job_id = uuid.uuid4().hex
+        work = svc.jobs_dir / job_id
+        work.mkdir(parents=True)
+        try:
+            video, audio, params = await _read_inputs(request, svc, work)
+            s = svc.settings
+            await run_in_threadpool(_check_media, video, audio, s.max_video_s, s.max_audio_s)
+            resolved = svc.resolve_params(params)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video),
+                  audio_path=str(audio), work_dir=str(work), webhook_url=params.webhook_url,
+                  owner=caller.owner)  # fmt: skip
+        svc.store.insert(job)
     svc.worker.wake()
     return JSONResponse(job_view(svc, job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
 

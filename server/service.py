@@ -7,12 +7,14 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from server.errors import APIError
 from server.job_store import Job, JobStore
-from server.lifecycle import JobLifecycle
+from server.lifecycle import JobLifecycle, JobStatus
 from server.metrics import Metrics
 from server.progress import ProgressBoard
 from server.schemas import JobParams
@@ -40,6 +42,8 @@ class Service:
         self.load_error: str | None = None
         self.stopping = False
         self.input_roots = [p.resolve() for p in settings.input_dirs]
+        self._admission = threading.Lock()
+        self._reserved = 0  # queue slots held by uploads still being received or checked
 
     # ---- model loading (in a thread: /health answers meanwhile) -----------------------
     def load_models(self) -> None:
@@ -81,6 +85,25 @@ class Service:
     @staticmethod
     def job_not_found(job_id: str) -> APIError:
         return APIError(404, "JOB_NOT_FOUND", f"no job with id '{job_id[:64]}'")
+
+    @contextmanager
+    def admission(self) -> Iterator[None]:
+        """Hold a queue slot while a job is received, checked and inserted: the check and the
+        reservation are one step under a lock (queued + reserved < max_queue), so concurrent
+        uploads cannot all pass a check made before their bodies arrive. The slot is released
+        when the upload fails, or once the job is in the store (then it counts as queued)."""
+        with self._admission:
+            waiting = self.store.count(JobStatus.QUEUED) + self._reserved
+            if waiting >= self.settings.max_queue:
+                retry = int(self.estimate_wait(waiting)) or 60
+                raise APIError(429, "QUEUE_FULL", f"{waiting} jobs are waiting; try again later",
+                               {"Retry-After": str(retry)})  # fmt: skip
+            self._reserved += 1
+        try:
+            yield
+        finally:
+            with self._admission:
+                self._reserved -= 1
 
     def resolve_params(self, params: JobParams) -> dict[str, Any]:
         """The job's parameters: the request's, else the service defaults."""

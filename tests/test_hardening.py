@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -97,3 +98,35 @@ def test_an_existing_database_gains_the_owner_column(tmp_path: Path) -> None:
     finally:
         store.close()
     JobStore(tmp_path / "jobs.sqlite3").close()  # a second start finds the column there
+
+
+# ---- item 7: atomic admission -----------------------------------------------------------------
+@pytest.fixture()
+def tight(tmp_path: Path) -> ServerProcess:
+    srv = ServerProcess(tmp_path / "srv", max_queue=2).start()
+    yield srv
+    srv.stop()
+
+
+def test_concurrent_uploads_never_exceed_the_queue_limit(tight: ServerProcess, inputs: dict[str, Path]) -> None:
+    """The slot is reserved before the body is read: of 12 uploads at once with MAX_QUEUE=2
+    while the worker is busy, at most 2 are accepted; the rest get 429 with Retry-After."""
+    blocker = tight.post_files(inputs["video"], inputs["audio"], inference_steps=200).json()
+    tight.wait(blocker["id"], {"running"})
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda _: tight.post_files(inputs["video"], inputs["audio"]), range(12)))
+    codes = [r.status_code for r in responses]
+    assert tight.client.get(f"/jobs/{blocker['id']}").json()["status"] == "running", "the worker drained the queue"
+    accepted = codes.count(202)
+    print(f"accepted {accepted} of {len(codes)} with max_queue=2: {codes}")
+    assert 1 <= accepted <= 2, codes
+    refused = [r for r in responses if r.status_code != 202]
+    assert all(r.status_code == 429 and r.json()["error"]["code"] == "QUEUE_FULL" for r in refused), codes
+    assert all(int(r.headers["retry-after"]) > 0 for r in refused)
+    assert tight.client.get("/jobs", params={"status": "queued"}).json()["total"] == accepted
+    # Refused uploads leave no folder behind, and a freed slot is taken again.
+    assert len(list((tight.data_dir / "jobs").iterdir())) == 1 + accepted
+    queued = [r.json()["id"] for r in responses if r.status_code == 202]
+    tight.client.delete(f"/jobs/{queued[0]}")
+    assert tight.post_files(inputs["video"], inputs["audio"]).status_code == 202
+    tight.client.delete(f"/jobs/{blocker['id']}")
