@@ -21,6 +21,12 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge("latentsync_ready", "1 when the models are loaded", registry=self.registry)
+        self.lse_c = Histogram(
+            "latentsync_output_lse_c",
+            "SyncNet confidence (LSE-C) of finished jobs' outputs: a falling distribution means worse lip sync",
+            buckets=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12),
+            registry=self.registry,
+        )
         self.gpu_memory = Gauge(
             "latentsync_gpu_memory_bytes", "GPU memory allocated by the process", ["kind"], registry=self.registry
         )

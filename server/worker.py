@@ -105,6 +105,8 @@ class GPUWorker:
             self.seconds_per_frame = spf if self.seconds_per_frame is None else 0.7 * self.seconds_per_frame + 0.3 * spf
             for stage, seconds in result.timings.items():
                 self.metrics.stage_seconds.labels(stage).observe(seconds)
+            if result.sync is not None:
+                self.metrics.lse_c.observe(result.sync["lse_c"])
             info = result.to_dict()
             info.pop("output_path", None)
             self.lifecycle.succeed(job, str(result.output_path), info)

@@ -29,6 +29,7 @@ from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCa
 from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.sync import load_syncnet_v2
 from latentsync_core.vision.face_detection import detect_in_order
 from tests.media_helpers import make_audio, make_clip, read_frames
 
@@ -51,6 +52,17 @@ class CountingDetector:
         return self.inner.detect(frame)
 
 
+def demo_syncnet() -> torch.nn.Module:
+    return load_syncnet_v2(Path("no-checkpoints"), "demo")[0]
+
+
+def _same_sync(a: dict | None, b: dict | None) -> None:
+    """Sync scores of (nearly) the same frames: the same offset, distances within rounding."""
+    assert a is not None and b is not None and a["weights"] == b["weights"] == "demo"
+    assert (a["offset_frames"], a["frames_scored"]) == (b["offset_frames"], b["frames_scored"])
+    assert abs(a["lse_d"] - b["lse_d"]) <= 1e-3 * a["lse_d"] and abs(a["lse_c"] - b["lse_c"]) <= 1e-3 * a["lse_d"]
+
+
 def _load(tmp_path_factory: pytest.TempPathFactory, dtype: str = "float64") -> ModelBundle:
     cache = tmp_path_factory.mktemp("cache")
     return load_models("demo", cache / "no-checkpoints", cache, device="cpu", dtype=dtype)
@@ -58,7 +70,7 @@ def _load(tmp_path_factory: pytest.TempPathFactory, dtype: str = "float64") -> M
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> LipSyncPipeline:
-    return LipSyncPipeline(_load(tmp_path_factory), detect_workers=1)
+    return LipSyncPipeline(_load(tmp_path_factory), detect_workers=1, syncnet=demo_syncnet())
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +78,7 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> LipSyncPipeline:
     models = _load(tmp_path_factory)
     models.detector = CountingDetector(models.detector)
     cache = TemplateCache(tmp_path_factory.mktemp("templates"), max_bytes=1 << 30)
-    pipe = LipSyncPipeline(models, accel=TRACED, template_cache=cache, detect_workers=2)
+    pipe = LipSyncPipeline(models, accel=TRACED, template_cache=cache, detect_workers=2, syncnet=demo_syncnet())
     pipe.warmup()
     pipe.prepare_fast_path()
     return pipe
@@ -136,6 +148,7 @@ def test_fast_path_output_equals_plain_path(
     assert got.fast_path and not ref.fast_path and ref.template_cache is None
     assert got.frames == ref.frames == 39  # two full windows (compiled) and a short one (eager)
     _same_video(ref.output_path, got.output_path)
+    _same_sync(ref.sync, got.sync)
 
 
 def test_template_cache_reuses_a_video_with_new_speech(
@@ -161,6 +174,7 @@ def test_template_cache_reuses_a_video_with_new_speech(
     assert detector.calls == calls
     ref = plain.run(copy, media["speech_b"], tmp_path / "ref.mkv", params)
     _same_video(ref.output_path, second.output_path)
+    _same_sync(ref.sync, second.sync)  # face boxes from the template give the detection's score
 
     # Longer speech than the cached frames cover (and the video loops): detected again,
     # and the entry is replaced by one covering the whole video.
@@ -168,6 +182,7 @@ def test_template_cache_reuses_a_video_with_new_speech(
     assert third.looped and third.template_cache["used"] is False and third.template_cache["stored"] is True
     ref3 = plain.run(copy, media["long"], tmp_path / "ref3.mkv", params)
     _same_video(ref3.output_path, third.output_path)
+    _same_sync(ref3.sync, third.sync)
     fourth = fast.run(copy, media["speech_a"], tmp_path / "4.mkv", params)
     assert fourth.template_cache["used"] is True
     _same_video(first.output_path, fourth.output_path)
@@ -179,7 +194,8 @@ def _entry(cache: TemplateCache, key: str, frames: int) -> bool:
     moments[:] = 1.0
     moments.flush()
     del moments
-    return cache.commit(key, folder, np.zeros((frames, 2, 3), np.float32), np.ones(frames, bool), complete=True)
+    boxes = np.zeros((frames, 4), np.float32)
+    return cache.commit(key, folder, np.zeros((frames, 2, 3), np.float32), np.ones(frames, bool), boxes, complete=True)
 
 
 def test_template_cache_is_bounded_and_survives_damage(tmp_path: Path) -> None:

@@ -101,6 +101,12 @@ def test_happy_path(server: ServerProcess, inputs: dict[str, Path], tmp_path: Pa
     metrics = server.client.get("/metrics").text
     assert 'latentsync_jobs_finished_total{status="succeeded"}' in metrics
     assert "latentsync_stage_seconds_bucket" in metrics
+    # Every output is scored (demo mode: a random SyncNet, and the record says so).
+    sync = done["result"]["sync"]
+    assert sync["weights"] == "demo" and sync["offset_ms"] == 40 * sync["offset_frames"] and sync["frames_scored"] >= 6
+    assert {"lse_c", "lse_d", "per_second_confidence"} <= set(sync) and done["result"]["timings"]["sync"] >= 0
+    scored = [line for line in metrics.splitlines() if line.startswith("latentsync_output_lse_c_count")]
+    assert scored and float(scored[0].split()[-1]) >= 1
 
 
 def test_five_jobs_at_once_all_succeed_one_at_a_time(server: ServerProcess, inputs: dict[str, Path]) -> None:

@@ -45,3 +45,21 @@ def test_no_face_track_means_no_score(tmp_path: Path) -> None:
     tap = SyncTap(syncnet, label, [None] * 30)
     tap.add(np.zeros((30, 64, 64, 3), np.uint8))
     assert tap.finish(np.zeros(16000, np.int16)) is None
+
+
+def test_which_syncnet_scores_the_outputs(tmp_path: Path) -> None:
+    import pytest
+    import torch
+
+    from latentsync_core.inference.factory import PipelineOptions, _syncnet
+    from latentsync_core.weights.official import MissingWeightsError
+
+    def options(weights: str, sync_score: bool | None) -> PipelineOptions:
+        return PipelineOptions(weights=weights, checkpoint_dir=tmp_path, cache_dir=tmp_path, sync_score=sync_score)
+
+    cpu = torch.device("cpu")
+    assert _syncnet(options("official", None), cpu) is None  # auto: no weights file, no scoring
+    assert _syncnet(options("demo", False), cpu) is None
+    assert _syncnet(options("demo", None), cpu).weights_label == "demo"
+    with pytest.raises(MissingWeightsError, match="syncnet_v2.model"):
+        _syncnet(options("official", True), cpu)  # asked for: a missing file is an error that names it

@@ -3,14 +3,20 @@ cache, detection threads and warm-up. The service and the command line both use 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from latentsync_core.config import CONFIG_DIR
 from latentsync_core.inference.pipeline import LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions
 from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.loading import load_models
+from latentsync_core.sync.video import SYNCNET_V2_FILE, load_syncnet_v2
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,25 @@ class PipelineOptions:
     template_cache_max_bytes: int = 4 << 30
     detect_workers: int | None = None  # None: all cores but one
     warmup: bool = True  # one eager call at full window size before the first job
+    # Score every output with SyncNetV2: True, False, or None = when its weights exist
+    # (checkpoint_dir/auxiliary/syncnet_v2.model) or with demo weights (a random SyncNet).
+    sync_score: bool | None = None
+
+
+def _syncnet(options: PipelineOptions, device: torch.device) -> torch.nn.Module | None:
+    """The SyncNetV2 that scores outputs, or None (off, or auto without its weights)."""
+    weights = "demo" if options.weights == "demo" else "official"
+    if options.sync_score is False:
+        return None
+    if (
+        options.sync_score is None
+        and weights == "official"
+        and not (options.checkpoint_dir / SYNCNET_V2_FILE).is_file()
+    ):
+        log.info("sync scoring off: %s not found", options.checkpoint_dir / SYNCNET_V2_FILE)
+        return None
+    net, _ = load_syncnet_v2(options.checkpoint_dir, weights, device)  # on: a missing file is an error
+    return net
 
 
 def build_pipeline(options: PipelineOptions) -> LipSyncPipeline:
@@ -51,6 +76,7 @@ def build_pipeline(options: PipelineOptions) -> LipSyncPipeline:
         accel=AccelOptions.for_device(models.device, compile=options.compile),
         template_cache=cache,
         detect_workers=options.detect_workers,
+        syncnet=_syncnet(options, models.device),
     )
     if options.warmup:
         pipeline.warmup()

@@ -11,10 +11,16 @@ from latentsync_core.background import Drain
 from latentsync_core.inference.composite import to_host
 from latentsync_core.inference.context import JobContext
 from latentsync_core.media.video_io import VideoWriter
+from latentsync_core.sync.stream import SyncTap
 
 
 class OutputVideo:
-    def __init__(self, ctx: JobContext, width: int, height: int, comment: str | None = None):
+    """``tap``, when given, also sees every frame (on the feeding thread, after the encoder)."""
+
+    def __init__(
+        self, ctx: JobContext, width: int, height: int, comment: str | None = None, tap: SyncTap | None = None
+    ):
+        self.tap = tap
         self.target = ctx.output_path
         self.partial = ctx.work / f"output.partial{ctx.output_path.suffix or '.mp4'}"  # the suffix picks the codec
         self.writer = VideoWriter(self.partial, width, height, ctx.audio_path, metadata_comment=comment)
@@ -25,8 +31,11 @@ class OutputVideo:
         frames, copied = item
         if copied is not None:
             copied.synchronize()
-        for frame in frames.numpy():
+        host = frames.numpy()
+        for frame in host:
             self.writer.write(frame)
+        if self.tap is not None:
+            self.tap.add(host)
 
     def emit(self, frames: torch.Tensor) -> None:
         """Queue (count, H, W, 3) uint8 frames, on any device."""

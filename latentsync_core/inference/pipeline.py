@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
@@ -42,6 +43,8 @@ from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS
+from latentsync_core.sync.stream import SyncTap
+from latentsync_core.sync.video import to_int16
 from latentsync_core.vision.face_detection import default_detect_workers
 from latentsync_core.weights.demo import DEMO_NOTICE
 
@@ -63,6 +66,7 @@ class LipSyncResult:
     timings: dict[str, float] = field(default_factory=dict)
     notice: str | None = None
     template_cache: dict | None = None  # {"key", "used", "stored"}; None when the cache is off
+    sync: dict | None = None  # SyncNetV2 score of the output (SyncReport.to_json); None when off or no face track
     fast_path: bool = False  # compiled UNet/VAE were used for full windows
 
     def to_dict(self) -> dict:
@@ -85,8 +89,10 @@ class LipSyncPipeline:
         accel: AccelOptions | None = None,
         template_cache: TemplateCache | None = None,
         detect_workers: int | None = None,
+        syncnet: torch.nn.Module | None = None,
     ):
         self.m = models
+        self.syncnet = syncnet  # a SyncNetV2 with its ``weights_label``: every output gets a sync score
         self.mask = load_mask(models.resolution)
         self.accel = accel or AccelOptions()
         self.unet = UNetRunner(models.unet, self.accel)
@@ -177,15 +183,17 @@ class LipSyncPipeline:
             ExitStack() as job,
         ):
             video = self._check_inputs(ctx)
-            features, n_out = self._encode_audio(ctx)
+            samples, features, n_out = self._encode_audio(ctx)
             session, plan = self._plan_source(ctx, job, video, n_out)
+            tap = SyncTap(self.syncnet, self.syncnet.weights_label, plan.output_boxes(n_out)) if self.syncnet else None
             with ctx.timed("denoise"):
                 comment = DEMO_NOTICE if m.is_demo else None
-                output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment))
+                output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment, tap))
                 self._generate(ctx, plan, session, features, n_out, output)
             with ctx.stage("encode"):
                 output.close()
-            return self._result(ctx, video, plan, n_out, session.publish(plan))
+            sync = self._score_sync(ctx, tap, samples)
+            return self._result(ctx, video, plan, n_out, session.publish(plan), sync)
 
     def _check_inputs(self, ctx: JobContext) -> MediaInfo:
         with ctx.stage("probe"):
@@ -193,15 +201,24 @@ class LipSyncPipeline:
             probe_audio(ctx.audio_path)
         return video
 
-    def _encode_audio(self, ctx: JobContext) -> tuple[torch.Tensor, int]:
-        """Whisper features of the speech, and the number of output frames they give."""
+    def _encode_audio(self, ctx: JobContext) -> tuple[np.ndarray, torch.Tensor, int]:
+        """The speech, its Whisper features, and the number of output frames they give."""
         with ctx.stage("audio"):
             samples = load_audio(ctx.audio_path)
             if samples.size < 160:  # under 10 ms: nothing to lip-sync to
                 raise MediaError("EMPTY_AUDIO", "the audio track is empty")
             features = self.m.whisper.features_from_samples(samples)
         ctx.check_cancelled()
-        return features, WhisperFeatureExtractor.num_chunks(len(features), FPS)
+        return samples, features, WhisperFeatureExtractor.num_chunks(len(features), FPS)
+
+    @staticmethod
+    def _score_sync(ctx: JobContext, tap: SyncTap | None, samples: np.ndarray) -> dict | None:
+        """The output's sync score (the tap embedded the frames while they were written)."""
+        if tap is None:
+            return None
+        report = tap.finish(to_int16(samples))
+        ctx.timings["sync"] = round(tap.seconds, 3)  # mostly spent on the encoder's thread, beside the GPU
+        return report.to_json() if report is not None else None
 
     def _plan_source(
         self, ctx: JobContext, job: ExitStack, video: MediaInfo, n_out: int
@@ -246,7 +263,7 @@ class LipSyncPipeline:
         output.drain()
 
     def _result(
-        self, ctx: JobContext, video: MediaInfo, plan: SourcePlan, n_out: int, cache: dict | None
+        self, ctx: JobContext, video: MediaInfo, plan: SourcePlan, n_out: int, cache: dict | None, sync: dict | None
     ) -> LipSyncResult:
         m = self.m
         if m.is_demo:
@@ -265,5 +282,6 @@ class LipSyncPipeline:
             timings=ctx.timings,
             notice=DEMO_NOTICE if m.is_demo else None,
             template_cache=cache,
+            sync=sync,
             fast_path=self.fast_path_ready and self.accel.compile,
         )

@@ -57,11 +57,20 @@ class SourcePlan:
     has_face: np.ndarray  # (F,) bool
     store: FrameStore | None  # the decoded frames, when output frames need random access
     raw_matrices: np.ndarray  # (F, 2, 3), NaN where no face: what a template keeps
+    boxes: np.ndarray  # (F, 4) face boxes x1, y1, x2, y2, NaN where no face (sync scoring)
     complete: bool  # F is every frame of the video
 
     @property
     def frame_count(self) -> int:
         return len(self.has_face)
+
+    def output_boxes(self, n_out: int) -> list[tuple[float, float, float, float] | None]:
+        """The face box each output frame shows (None where its source frame has no face)."""
+        out: list[tuple[float, float, float, float] | None] = []
+        for j in range(n_out):
+            i = ping_pong_index(j, self.frame_count)
+            out.append(tuple(float(v) for v in self.boxes[i]) if self.has_face[i] else None)  # type: ignore[misc]
+        return out
 
     @property
     def frames_without_face(self) -> list[int]:
@@ -121,6 +130,7 @@ class SourcePlanner:
         store = FrameStore(ctx.work / "frames.raw", info.height, info.width) if keep_frames else None
         aligner = FaceAligner(self.resolution)
         matrices: list[np.ndarray | None] = []
+        boxes: list[tuple[float, ...]] = []
         try:
             with FrameReader(ctx.video_path, info.width, info.height) as reader:
                 frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
@@ -128,6 +138,7 @@ class SourcePlanner:
                     if store is not None:
                         store.append(frame)
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
+                    boxes.append(tuple(face.box) if face is not None else (np.nan,) * 4)
                     if len(matrices) % 8 == 0:
                         ctx.report("detect", len(matrices), min(estimate, n_out))
                         ctx.check_cancelled()
@@ -148,7 +159,8 @@ class SourcePlanner:
         has_face = np.array([m is not None for m in matrices])
         raw = np.stack([m if m is not None else np.full((2, 3), np.nan, np.float32) for m in matrices])
         ctx.report("detect", len(matrices), len(matrices))
-        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, complete)
+        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw,
+                          np.array(boxes, np.float32).reshape(-1, 4), complete)  # fmt: skip
 
     def _from_template(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template) -> SourcePlan:
         """The plan the detection pass would give: the same frames (the first ``n_out``, or
@@ -160,7 +172,8 @@ class SourcePlanner:
         raw = template.matrices[:n_src].copy()
         store = _store_frames(ctx.video_path, info, n_src, ctx.work) if n_out > n_src else None
         ctx.report("detect", n_src, n_src)
-        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, template.complete)
+        boxes = template.boxes[:n_src].copy()
+        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, boxes, template.complete)
 
 
 def _store_frames(video_path: Path, info: MediaInfo, count: int, work: Path) -> FrameStore:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: face boxes kept (sync scoring of outputs)
 _CHUNK = 1 << 20
 
 
@@ -77,6 +77,7 @@ class Template:
 
     matrices: np.ndarray  # (count, 2, 3) float32
     has_face: np.ndarray  # (count,) bool
+    boxes: np.ndarray  # (count, 4) float32 face boxes x1, y1, x2, y2; NaN where no face
     complete: bool  # count is every frame of the video
     moments: np.ndarray  # (count, 2, 8, h, w): masked-face and face moments, memory-mapped
 
@@ -111,6 +112,7 @@ class TemplateCache:
             template = Template(
                 matrices=arrays["matrices"],
                 has_face=arrays["has_face"],
+                boxes=arrays["boxes"],
                 complete=bool(meta["complete"]),
                 moments=moments,
             )
@@ -132,11 +134,14 @@ class TemplateCache:
         folder.mkdir()
         return folder
 
-    def commit(self, key: str, folder: Path, matrices: np.ndarray, has_face: np.ndarray, complete: bool) -> bool:
+    def commit(
+        self, key: str, folder: Path, matrices: np.ndarray, has_face: np.ndarray, boxes: np.ndarray, complete: bool
+    ) -> bool:
         """Publish a staged entry (its ``moments.npy`` already written); False when it is
         larger than the whole cache, which then keeps nothing of it."""
         try:
-            np.savez(folder / "arrays.npz", matrices=matrices.astype(np.float32), has_face=has_face.astype(bool))
+            np.savez(folder / "arrays.npz", matrices=matrices.astype(np.float32), has_face=has_face.astype(bool),
+                     boxes=boxes.astype(np.float32))  # fmt: skip
             (folder / "meta.json").write_text(
                 json.dumps({"format": FORMAT, "complete": complete, "frames": len(has_face), "created": time.time()})
             )
@@ -277,7 +282,7 @@ class CacheSession(TemplateSession):
             self._rows = None  # the memory map must be closed before the rename
             try:
                 state["stored"] = self.cache.commit(
-                    self.key, self._staging, plan.raw_matrices, plan.has_face, plan.complete
+                    self.key, self._staging, plan.raw_matrices, plan.has_face, plan.boxes, plan.complete
                 )
             except OSError as exc:  # a full disk or a racing writer must not fail a finished job
                 log.warning("template not stored: %s", exc)

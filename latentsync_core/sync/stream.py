@@ -10,6 +10,7 @@ the video; the audio is embedded at the end.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,10 +41,24 @@ class SyncTap:
         self._pending: list[np.ndarray] = []  # crops whose clips are not all embedded yet
         self._embeds: list[torch.Tensor] = []
         self._next = 0  # next output frame expected
+        self.seconds = 0.0  # time spent cropping and embedding, for the job's timings
 
-    @torch.no_grad()
     def add(self, frames_rgb: np.ndarray) -> None:
         """The next output frames, (n, H, W, 3) uint8 RGB, in order."""
+        t0 = time.perf_counter()
+        self._add(frames_rgb)
+        self.seconds += time.perf_counter() - t0
+
+    def finish(self, pcm_int16: np.ndarray) -> SyncReport | None:
+        """The report against 16 kHz int16 speech that starts with output frame 0."""
+        t0 = time.perf_counter()
+        try:
+            return self._finish(pcm_int16)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    @torch.no_grad()
+    def _add(self, frames_rgb: np.ndarray) -> None:
         start, self._next = self._next, self._next + len(frames_rgb)
         if self.track is None:
             return
@@ -63,8 +78,7 @@ class SyncTap:
         self._pending = self._pending[clips:]
 
     @torch.no_grad()
-    def finish(self, pcm_int16: np.ndarray) -> SyncReport | None:
-        """The report against 16 kHz int16 speech that starts with output frame 0."""
+    def _finish(self, pcm_int16: np.ndarray) -> SyncReport | None:
         if self.track is None:
             return None
         pcm = np.asarray(pcm_int16).reshape(-1)[self.track.first * SAMPLES_PER_FRAME :]

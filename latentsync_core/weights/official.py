@@ -7,6 +7,10 @@ from pathlib import Path
 
 REPO_ID = "ByteDance/LatentSync-1.6"
 VAE_REPO_ID = "stabilityai/sd-vae-ft-mse"
+# The evaluation SyncNet (syncnet_python's weights) ships in the auxiliary folder of the
+# earlier LatentSync release; StableSyncNet (training supervision) with 1.6.
+AUXILIARY_REPO_ID = "ByteDance/LatentSync"
+SYNCNET_FILES = ((REPO_ID, "stable_syncnet.pt"), (AUXILIARY_REPO_ID, "auxiliary/syncnet_v2.model"))
 DOWNLOAD_HINT = "run `latentsync download-weights` (needs internet access)"
 
 
@@ -55,6 +59,8 @@ def download_official_weights(root: Path) -> WeightPaths:
         snapshot_download(
             VAE_REPO_ID, local_dir=root / "sd-vae-ft-mse", allow_patterns=["config.json", "*.safetensors"]
         )
+        for repo, name in SYNCNET_FILES:  # sync scores of outputs, the data pipeline, training
+            hf_hub_download(repo, name, local_dir=root)
     except Exception as exc:  # network, auth and hub errors all end the same way for the user
         raise RuntimeError(f"download failed ({type(exc).__name__}: {exc}); are you online?") from exc
     return WeightPaths.under(root)
