@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from latentsync_core.data.cli import add_parser as add_preprocess_parser
 from server.settings import Settings
 
 
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="latentsync", description="LatentSync 1.6 lip-sync")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_preprocess_parser(sub)
     p = sub.add_parser("infer", help="lip-sync one video to one audio file")
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)
