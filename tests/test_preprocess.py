@@ -306,6 +306,7 @@ def test_ray_engine_gives_the_local_engines_result(first_run: Path, corpus: Path
     """A real local Ray instance (Ray Data) on part of the corpus: the same decisions as the
     local engine, and a manifest the local engine resumes from without work."""
     import ray.data  # noqa: F401  (installed by the set-up: a missing Ray fails, never skips)
+
     raw = tmp_path / "raw"
     raw.mkdir()
     names = ["good.mp4", "corrupt.mp4", "no_face.mp4", "two_shots.mp4"]
