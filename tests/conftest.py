@@ -66,6 +66,18 @@ def e2e_weights(tmp_path_factory: pytest.TempPathFactory, whisper_reference_chec
 
 
 @pytest.fixture(scope="session")
+def stable() -> dict:
+    """Upstream's StableSyncNet vector (tests/data/README.md)."""
+    return load("syncnet_stable_a")
+
+
+@pytest.fixture(scope="session")
+def v2() -> dict:
+    """Upstream's SyncNetV2 vector: weights, embeddings, MFCC, the offset search."""
+    return load("syncnet_v2_a")
+
+
+@pytest.fixture(scope="session")
 def unet_reference() -> dict:
     """Upstream's UNet on random weights (the end-to-end run's tiny UNet, stage2_512 layout
     with narrow channels): ``config`` (model section), ``state_dict``, the inputs of its

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from latentsync_core.audio import mel_spectrogram, mel_windows, mfcc
 from latentsync_core.audio.mel import window_start
 from latentsync_core.models import SyncNetV2
 from latentsync_core.sync import offset_and_confidence, score_frames
 from latentsync_core.sync.score import median_filter
-from tests.reference_data import load
+from tests.sync_helpers import EnvelopeNet
 
 DEMO_AUDIO = Path(__file__).resolve().parent.parent / "assets" / "demo1_audio.wav"  # = ../shared/media copy
 
@@ -24,16 +23,6 @@ def pcm() -> np.ndarray:
     with wave.open(str(DEMO_AUDIO)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-
-
-@pytest.fixture(scope="module")
-def stable() -> dict:
-    return load("syncnet_stable_a")
-
-
-@pytest.fixture(scope="module")
-def v2() -> dict:
-    return load("syncnet_v2_a")
 
 
 @pytest.fixture(scope="module")
@@ -107,32 +96,12 @@ def test_score_frames_matches_upstream_evaluate(syncnet_v2: SyncNetV2, v2: dict,
     assert list(seconds) == [0.0] and conf.shape == (1,)
 
 
-class _EnvelopeNet(nn.Module):
-    """Stand-in SyncNetV2 whose lip embedding is each frame's brightness and whose audio
-    embedding is the quantised log energy of each 40 ms (4 MFCC frames): equal exactly when
-    the frames were painted with the energy of the audio they are aligned with."""
-
-    def __init__(self, low: float, high: float):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()), requires_grad=False)  # gives score_frames a device/dtype
-        self.low, self.high = low, high
-
-    def quantise(self, energy: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(torch.round((energy - self.low) / (self.high - self.low) * 255), 0, 255)
-
-    def forward_lip(self, clips: torch.Tensor) -> torch.Tensor:
-        return clips.mean(dim=(1, 3, 4))  # (B, 5)
-
-    def forward_aud(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.quantise(windows[:, 0, 0, :].reshape(len(windows), 5, 4).mean(dim=2))
-
-
 def test_shifting_the_audio_moves_the_scored_offset(pcm: np.ndarray) -> None:
     speech = pcm[16000 : 16000 + 640 * 120]  # 120 frames of speech, after the leading silence
     # Log energy (MFCC 0) per video frame; one frame more audio so that the 480th MFCC frame exists.
     log_energy = mfcc(pcm[16000 : 16000 + 640 * 121], 16000)[0, : 4 * 120]
     energy = torch.from_numpy(log_energy).reshape(120, 4).double().mean(dim=1)
-    net = _EnvelopeNet(float(energy.min()), float(energy.max())).double()
+    net = EnvelopeNet(float(energy.min()), float(energy.max())).double()
     frames = net.quantise(energy).to(torch.uint8)[:, None, None, None].expand(120, 224, 224, 3).numpy()
     assert score_frames(net, frames, speech).offset == 0
     for lag in (3, -4):

@@ -34,6 +34,7 @@ from latentsync_core.sync.track import (
 from latentsync_core.vision.face_detection import make_face_detector
 from latentsync_core.weights.official import MissingWeightsError
 from tests.media_helpers import make_audio, make_clip
+from tests.sync_helpers import EnvelopeNet
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_VIDEO = ASSETS / "demo1_video.mp4"
@@ -252,29 +253,7 @@ def test_smoothing_is_a_running_median() -> None:
 # ---------------------------------------------------------------- a known shift, end to end
 
 
-class _PatchEnvelopeNet(nn.Module):
-    """Stand-in SyncNetV2: the lip embedding of a clip is the grey level of a patch below the
-    chin in its five crops; the audio embedding the quantised log energy of its five 40 ms
-    steps. The test video paints each frame's patch with the energy of the audio under that
-    frame, so the embeddings are equal exactly at the true alignment."""
-
-    ROWS, COLS = slice(190, 202), slice(102, 122)  # inside the patch in any crop of the test face
-
-    def __init__(self, low: float, high: float):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()), requires_grad=False)  # gives score_frames a device/dtype
-        self.low, self.high = low, high
-
-    def quantise(self, energy: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(torch.round((energy - self.low) / (self.high - self.low) * 255), 0, 255)
-
-    def forward_lip(self, clips: torch.Tensor) -> torch.Tensor:
-        return clips[:, :, :, self.ROWS, self.COLS].mean(dim=(1, 3, 4))  # (B, 5)
-
-    def forward_aud(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.quantise(windows[:, 0, 0, :].reshape(len(windows), 5, 4).mean(dim=2))
-
-
+PATCH = (slice(190, 202), slice(102, 122))  # inside the painted patch in any crop of the test face
 FACELESS, FACE_FRAMES = 10, 60  # the video: 10 black frames, then 60 of a still face
 
 
@@ -285,7 +264,7 @@ def painted(tmp_path_factory: pytest.TempPathFactory, pcm: np.ndarray, detector)
     frames = FACELESS + FACE_FRAMES
     speech = pcm[16000 : 16000 + 640 * frames]  # after the leading silence
     energy = mfcc(pcm[16000 : 16000 + 640 * (frames + 1)], 16000)[0, : 4 * frames].reshape(frames, 4).mean(1)
-    net = _PatchEnvelopeNet(float(energy.min()), float(energy.max())).double()
+    net = EnvelopeNet(float(energy.min()), float(energy.max()), patch=PATCH).double()
     levels = net.quantise(torch.from_numpy(energy)).to(torch.uint8).numpy()
 
     with FrameReader(DEMO_VIDEO, 360, 640) as reader:

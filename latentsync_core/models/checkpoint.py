@@ -1,4 +1,5 @@
-"""Strict loading of ``latentsync_unet.pt`` files (``{"state_dict": ..., "global_step": ...}``).
+"""Strict loading of checkpoints: ``latentsync_unet.pt`` (``{"state_dict": ..., "global_step": ...}``)
+and, through :func:`load_strict` and :func:`read_checkpoint`, every other network's file.
 
 Upstream loads with ``strict=False`` and silently drops mismatched keys, which turns a
 wrong checkpoint into a model that runs and produces noise. Here any missing, unexpected
@@ -29,7 +30,9 @@ def _describe(title: str, items: list[str]) -> str:
     return f"{len(items)} {title}: {shown}{more}"
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str = "state_dict") -> None:
+def check_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str = "state_dict", what: str = "UNet config"
+) -> None:
     """Raise :class:`CheckpointError` unless ``state_dict`` has exactly the model's keys and shapes."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -47,25 +50,36 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], o
     if wrong:
         problems.append(_describe("keys with a wrong shape (checkpoint != model)", wrong))
     if problems:
-        raise CheckpointError(f"{origin} does not match the UNet config: " + "; ".join(problems))
+        raise CheckpointError(f"{origin} does not match the {what}: " + "; ".join(problems))
 
 
-def load_unet_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str = "state_dict") -> None:
-    """Strictly load ``state_dict`` into ``model``; a meta-device model takes the tensors as they are."""
-    check_state_dict(model, state_dict, origin)
-    on_meta = any(p.is_meta for p in model.parameters())
+def load_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str = "state_dict", what: str = "UNet config"
+) -> None:
+    """Strictly load ``state_dict`` into ``model`` (:class:`CheckpointError` naming ``origin``
+    and the offending keys otherwise); a meta-device model takes the tensors as they are."""
+    check_state_dict(model, state_dict, origin, what)
+    on_meta = any(t.is_meta for t in model.state_dict().values())
     model.load_state_dict(dict(state_dict), strict=True, assign=on_meta)
+
+
+load_unet_state_dict = load_strict  # the UNet's name for it
+
+
+def read_checkpoint(path: str | Path, what: str, mmap: bool = False) -> Any:
+    """``torch.load`` a weights-only file, turning absence and corruption into clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} checkpoint not found: {path} (run `latentsync download-weights`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # pickle, zip and tensor errors all mean "not a usable checkpoint"
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
 
 
 def read_unet_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int]:
     """Read a checkpoint file (memory-mapped, weights only); return its state dict and global step."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"UNet checkpoint not found: {path} (run `latentsync download-weights`)")
-    try:
-        ckpt: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # pickle, zip and tensor errors all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+    ckpt = read_checkpoint(path, "UNet", mmap=True)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} has no 'state_dict' entry (expected {{'state_dict': ..., 'global_step': ...}})")
     return ckpt["state_dict"], int(ckpt.get("global_step", 0))

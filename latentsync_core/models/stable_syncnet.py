@@ -18,11 +18,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from latentsync_core.models.attention import FeedForward
-from latentsync_core.models.checkpoint import CheckpointError
+from latentsync_core.models.checkpoint import CheckpointError, load_strict, read_checkpoint
 from latentsync_core.models.norm import GroupNorm  # the standard kernel also at 1x1 (the last blocks)
 from latentsync_core.syncnet_config import SyncNetEncoderConfig, SyncNetModelConfig, load_syncnet_model_section
-
-_LISTED = 12  # keys shown per category in an error message
 
 
 def _downsample_padding(stride: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -168,48 +166,6 @@ class StableSyncNet(nn.Module):
         vision = self.visual_encoder(image).flatten(1)
         sound = self.audio_encoder(audio).flatten(1)
         return F.normalize(vision, p=2, dim=1), F.normalize(sound, p=2, dim=1)
-
-
-def _describe(title: str, items: list[str]) -> str:
-    more = f" (+{len(items) - _LISTED} more)" if len(items) > _LISTED else ""
-    return f"{len(items)} {title}: {', '.join(items[:_LISTED])}{more}"
-
-
-def load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, what: str) -> None:
-    """Load ``state_dict`` into ``model`` only if keys and shapes match exactly; else
-    :class:`CheckpointError` naming ``origin`` and the offending keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = [
-        _describe(title, items)
-        for title, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("keys with a wrong shape (checkpoint != model)", wrong),
-        )
-        if items
-    ]
-    if problems:
-        raise CheckpointError(f"{origin} does not fit the {what}: " + "; ".join(problems))
-    on_meta = any(t.is_meta for t in expected.values())
-    model.load_state_dict(dict(state_dict), strict=True, assign=on_meta)
-
-
-def read_checkpoint(path: str | Path, what: str) -> Any:
-    """``torch.load`` a weights-only file, turning absence and corruption into clear errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} checkpoint not found: {path} (run `latentsync download-weights`)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and tensor errors all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
 
 
 def load_stable_syncnet(

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentsync_core.models.checkpoint import CheckpointError
-from latentsync_core.models.stable_syncnet import load_strict, read_checkpoint
+from latentsync_core.models.checkpoint import CheckpointError, load_strict, read_checkpoint
 
 EMBED_DIM = 1024
 CLIP_FRAMES = 5  # video frames per lip clip
