@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,7 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         svc = Service(settings, loop)
         app.state.svc = svc
-        svc.worker.recover()
+        try:
+            svc.worker.recover()
+            svc.remove_orphans()
+        except sqlite3.DatabaseError:  # the process stays up; /ready says 503 and why
+            log.exception("the job database cannot be read: no recovery, no orphan clean-up")
         svc.worker.start()
         loader = loop.run_in_executor(None, svc.load_models)
         cleaner = asyncio.create_task(svc.cleanup_loop())

@@ -155,6 +155,30 @@ class JobStore:
             ).fetchall()
         return [self._from_row(r) for r in rows]
 
+    def purge_finished(self, before: float) -> list[Job]:
+        """Remove the records of jobs that ended before ``before``; returns them (their folders
+        are the caller's to remove)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE status IN (?, ?, ?) AND finished_at < ?",
+                (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, before),
+            ).fetchall()
+            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(r["id"],) for r in rows])
+        return [self._from_row(r) for r in rows]
+
+    def all_ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM jobs").fetchall()}
+
+    def check(self) -> str:
+        """``"ok"`` when SQLite finds every page readable (``PRAGMA quick_check``), else what it found."""
+        try:
+            with self._lock:
+                rows = self._db.execute("PRAGMA quick_check(1)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return "ok" if rows and rows[0][0] == "ok" else str(rows[0][0] if rows else "no answer")
+
     def counts_by_status(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -38,10 +39,16 @@ async def health() -> dict:
 
 @router.get("/ready", tags=["health"])
 async def ready(svc: ServiceDep) -> JSONResponse:
+    database = await run_in_threadpool(svc.database_state)
+    try:
+        queue_length = svc.store.count(JobStatus.QUEUED) if database == "ok" else None
+    except sqlite3.DatabaseError:
+        queue_length = None
     body = {
         "state": svc.state,
+        "database": database,
         "weights": svc.settings.weights,
-        "queue_length": svc.store.count(JobStatus.QUEUED),
+        "queue_length": queue_length,
         "running": svc.worker.running_id is not None,
         "fast_path": svc.fast_path,
     }
@@ -51,7 +58,7 @@ async def ready(svc: ServiceDep) -> JSONResponse:
         body.update(device=None, dtype=None)
     if svc.state == "error":
         body["error"] = svc.load_error
-    return JSONResponse(body, status_code=200 if svc.state == "ready" else 503)
+    return JSONResponse(body, status_code=200 if svc.state == "ready" and database == "ok" else 503)
 
 
 @router.get("/metrics", tags=["health"])
@@ -111,6 +118,8 @@ async def _read_inputs(request: Request, svc: Service, work: Path) -> tuple[Path
             raise APIError(413, "PAYLOAD_TOO_LARGE", "JSON body too large")
         try:
             req = PathRequest.model_validate(json.loads(raw or b"{}"))
+        except RecursionError as exc:  # JSON nested thousands deep
+            raise APIError(422, "INVALID_PARAMETER", "JSON body nested too deeply") from exc
         except (ValueError, ValidationError) as exc:
             raise APIError(422, "INVALID_PARAMETER", _first_error(exc)) from exc
         return svc.allowed_input(req.video_path), svc.allowed_input(req.audio_path), req

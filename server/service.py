@@ -42,6 +42,7 @@ class Service:
         self.load_error: str | None = None
         self.stopping = False
         self.input_roots = [p.resolve() for p in settings.input_dirs]
+        self._db_state: tuple[float, str] = (0.0, "unchecked")  # (when, what quick_check said)
         self._admission = threading.Lock()
         self._reserved = 0  # queue slots held by uploads still being received or checked
 
@@ -117,11 +118,14 @@ class Service:
             raise APIError(403, "PATH_INPUT_DISABLED", "path inputs are disabled (set LATENTSYNC_INPUT_DIRS)")
         if "\x00" in raw:
             raise APIError(400, "INVALID_PATH", "invalid path")
-        path = Path(raw).resolve()  # resolves '..' and symlinks before the check
-        if not any(path.is_relative_to(root) for root in self.input_roots):
-            raise APIError(403, "PATH_NOT_ALLOWED", "the path is outside the allowed input folders")
-        if not path.is_file():
-            raise APIError(400, "FILE_NOT_FOUND", f"no such file: {Path(raw).name}")
+        try:
+            path = Path(raw).resolve()  # resolves '..' and symlinks before the check
+            if not any(path.is_relative_to(root) for root in self.input_roots):
+                raise APIError(403, "PATH_NOT_ALLOWED", "the path is outside the allowed input folders")
+            if not path.is_file():
+                raise APIError(400, "FILE_NOT_FOUND", f"no such file: {Path(raw).name[:255]}")
+        except OSError as exc:  # a name too long, a symlink loop, ...
+            raise APIError(400, "INVALID_PATH", f"invalid path ({exc.strerror or type(exc).__name__})") from exc
         return path
 
     def estimate_wait(self, position: int) -> float:
@@ -131,14 +135,46 @@ class Service:
             return 0.0
         return round(position * spf * 250, 1)  # a typical job is ~10 s of video
 
+    def database_state(self, max_age_s: float = 5.0) -> str:
+        """``"ok"`` when the job database is readable throughout; checked at most every
+        ``max_age_s`` (``quick_check`` reads every page). Blocking: call it off the event loop."""
+        checked_at, state = self._db_state
+        if time.monotonic() - checked_at > max_age_s or state != "ok":
+            state = self.store.check()
+            if state != "ok":
+                log.error("the job database is damaged: %s", state)
+            self._db_state = (time.monotonic(), state)
+        return state
+
+    def remove_orphans(self) -> int:
+        """At start-up (no upload is in flight yet): job folders without a record, left by a
+        kill -9 during an upload or a delete, are removed."""
+        known = self.store.all_ids()
+        removed = 0
+        for child in self.jobs_dir.iterdir():
+            if child.name not in known:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.info("removed %d orphaned job folders", removed)
+        return removed
+
     async def cleanup_loop(self) -> None:
-        """Remove results older than the retention time."""
+        """Remove results older than their retention time, and job records older than theirs."""
         while True:
             try:
-                cutoff = time.time() - self.settings.result_ttl_s
-                for job in self.store.expired_results(cutoff):
-                    shutil.rmtree(job.work_dir, ignore_errors=True)
-                    self.store.update(job.id, result_expired=True)
+                await asyncio.to_thread(self.cleanup_once)
             except Exception:  # never let housekeeping kill the service
                 log.exception("cleanup failed")
             await asyncio.sleep(self.settings.cleanup_interval_s)
+
+    def cleanup_once(self) -> None:
+        now = time.time()
+        for job in self.store.expired_results(now - self.settings.result_ttl_s):
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+            self.store.update(job.id, result_expired=True)
+        for job in self.store.purge_finished(now - self.settings.record_ttl_s):
+            shutil.rmtree(job.work_dir, ignore_errors=True)

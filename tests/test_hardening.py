@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.client_util import start_server
 from server.job_store import JobStore
 from tests.media_helpers import make_audio, make_clip
 from tests.server_helpers import KEY, ServerProcess
@@ -130,3 +131,109 @@ def test_concurrent_uploads_never_exceed_the_queue_limit(tight: ServerProcess, i
     tight.client.delete(f"/jobs/{queued[0]}")
     assert tight.post_files(inputs["video"], inputs["audio"]).status_code == 202
     tight.client.delete(f"/jobs/{blocker['id']}")
+
+
+# ---- item 10: every error is JSON, the database and the data folder are looked after -----------
+def test_long_path_component_and_deep_json_get_json_4xx(server: ServerProcess, inputs: dict[str, Path]) -> None:
+    long_name = str(inputs["dir"] / ("a" * 300 + ".mp4"))
+    r = server.client.post("/lipsync", json={"video_path": long_name, "audio_path": str(inputs["audio"])})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_PATH", r.text
+    deep = '{"video_path": ' + "[" * 10_000 + "]" * 10_000 + ', "audio_path": "a"}'
+    r = server.client.post("/lipsync", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_PARAMETER", r.text
+    assert server.client.get("/ready").status_code == 200
+
+
+def test_an_unhandled_exception_is_a_json_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Direct: the app's own handlers on a route that fails (no lifespan: no models needed)."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with caplog.at_level("ERROR"):
+        r = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["code"] == "INTERNAL" and "a bug" not in r.text
+    assert any(rec.exc_info and "a bug" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
+def _wait_ready_answer(srv: ServerProcess, timeout: float = 120.0) -> httpx.Response:
+    """/ready once the models are loaded (whatever its status), the process being alive."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert srv.proc.poll() is None, (srv.data_dir / "server.log").read_text()[-3000:]
+        try:
+            r = srv.client.get("/ready", timeout=5)
+            if r.json().get("state") != "loading":
+                return r
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError("the models never loaded")
+
+
+def test_ready_is_503_while_the_database_is_corrupt(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "srv").start()
+    srv.stop()
+    db = sqlite3.connect(srv.data_dir / "jobs.sqlite3")
+    rows = [(f"{i:032x}", "succeeded", float(i), '{"pad": "' + "x" * 400 + '"}', "v", "a", "w") for i in range(4000)]
+    db.executemany(
+        "INSERT INTO jobs (id, status, created_at, params, video_path, audio_path, work_dir) VALUES (?,?,?,?,?,?,?)",
+        rows,
+    )
+    db.commit()
+    db.close()
+    path = srv.data_dir / "jobs.sqlite3"
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # garbage over the middle pages, the header left intact
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(bytes(range(256)) * 64 * 4)
+    srv.proc = start_server(srv.env, srv.port, srv.data_dir / "server.log")
+    try:
+        r = _wait_ready_answer(srv)
+        assert r.status_code == 503 and r.json()["state"] == "ready", r.text
+        assert r.json()["database"] != "ok"
+        assert srv.client.get("/health").status_code == 200
+        listed = srv.client.get("/jobs", params={"limit": 500})
+        assert listed.headers["content-type"] == "application/json"  # an error, but JSON
+    finally:
+        srv.stop()
+
+
+def test_orphaned_job_folders_are_removed_at_start(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    srv = ServerProcess(tmp_path / "srv").start()
+    try:
+        job = srv.post_files(inputs["video"], inputs["audio"]).json()
+        srv.wait(job["id"], {"succeeded", "failed"})
+        srv.kill()
+        orphan = srv.data_dir / "jobs" / ("f" * 32)  # what a kill -9 during an upload leaves
+        orphan.mkdir()
+        (orphan / "input_video.mp4").write_bytes(b"partial")
+        srv.start()
+        assert not orphan.exists()
+        assert (srv.data_dir / "jobs" / job["id"]).is_dir()  # a job's folder stays
+        assert srv.client.get(f"/jobs/{job['id']}/result").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_finished_job_records_are_purged_after_their_retention(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    srv = ServerProcess(tmp_path / "srv", record_ttl_s=2, cleanup_interval_s=0.5).start()
+    try:
+        job = srv.post_files(inputs["video"], inputs["audio"]).json()
+        assert srv.wait(job["id"], {"succeeded", "failed"})["status"] == "succeeded"
+        deadline = time.time() + 15
+        while srv.client.get(f"/jobs/{job['id']}").status_code != 404 and time.time() < deadline:
+            time.sleep(0.25)
+        assert srv.client.get(f"/jobs/{job['id']}").json()["error"]["code"] == "JOB_NOT_FOUND"
+        assert not (srv.data_dir / "jobs" / job["id"]).exists()
+        assert srv.client.get("/jobs").json()["total"] == 0
+    finally:
+        srv.stop()
