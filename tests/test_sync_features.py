@@ -15,7 +15,7 @@ from latentsync_core.sync import offset_and_confidence, score_frames
 from latentsync_core.sync.score import median_filter
 from tests.sync_helpers import EnvelopeNet
 
-DEMO_AUDIO = Path(__file__).resolve().parent.parent / "assets" / "demo1_audio.wav"  # = ../shared/media copy
+DEMO_AUDIO = Path(__file__).resolve().parent.parent / "assets" / "demo1_audio.wav"  # the reference speech
 
 
 @pytest.fixture(scope="module")

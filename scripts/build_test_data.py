@@ -1,8 +1,9 @@
-"""Rebuilds ``tests/data`` from the upstream reference vectors (``../shared/reference``).
+"""Rebuilds ``tests/data`` from the upstream reference vectors (the project's shared
+reference folder, which a clone does not have).
 
-Run once by a maintainer who has that folder: ``python -m tests.data.build_from_reference
-PATH/TO/reference``. The tests never read the reference folder itself; README.md in this
-folder says what each file holds and what was dropped or narrowed.
+Run by a maintainer who has that folder: ``python -m scripts.build_test_data PATH/TO/reference``.
+The tests never read the reference folder itself; ``tests/data/README.md`` says what each file
+holds and what was dropped or narrowed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import torch
 from safetensors.torch import load_file
 
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
-
 from tests.reference_data import DATA, pack
 
 # Intermediates of upstream's pipeline run that the end-to-end test compares; case a also
@@ -73,5 +73,62 @@ def build(reference: Path) -> None:
                     "-context", "1", "-coder", "1", "-y", str(out / f"upstream_{case}_frames.mkv")])  # fmt: skip
 
 
+# Everything the SyncNet tests read; the rest of each file is left out.
+STABLE_KEEP = (
+    "config",
+    "state_dict",
+    "image",  # already float16 in the reference (run as float32)
+    "audio",
+    "vision_embeds",
+    "audio_embeds",
+    "cosine",
+    "mel",
+    "window_starts",
+    "mel_windows",
+)
+V2_KEEP = (
+    "state_dict_packed",  # int8 codes + a scale per weight tensor, unpacked by the test fixture
+    "lip",
+    "aud",
+    "lip_embed",
+    "aud_embed",
+    "mfcc",
+    "frames_bgr",
+    "vshift",
+    "mean_dists",
+    "offset",
+    "min_dist",
+    "conf",
+    "shift_case",
+)
+
+
+# Network inputs and outputs of which only the first of the two samples is kept: the
+# networks treat samples independently (eval mode), and the repository stays small enough
+# to travel to the GPU machine (64 MiB).
+FIRST_SAMPLE_ONLY = {
+    "image",
+    "audio",
+    "vision_embeds",
+    "audio_embeds",
+    "cosine",
+    "lip",
+    "aud",
+    "lip_embed",
+    "aud_embed",
+}
+
+
+def _keep(ref: dict, keys: tuple[str, ...]) -> dict:
+    return {k: ref[k][:1] if k in FIRST_SAMPLE_ONLY else ref[k] for k in keys}
+
+
+def build_syncnet(reference: Path) -> None:
+    pack(_keep(torch.load(reference / "syncnet_stable_a.pt"), STABLE_KEEP), DATA / "syncnet_stable_a.npz")
+    pack(_keep(torch.load(reference / "syncnet_v2_a.pt"), V2_KEEP), DATA / "syncnet_v2_a.npz")
+
+
 if __name__ == "__main__":
-    build(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "shared" / "reference")
+    source = Path(sys.argv[1])
+    build(source)
+    build_syncnet(source)
