@@ -117,7 +117,7 @@ class GPUWorker:
 
     def _execute(self, job: Job, report: Any) -> Any:
         """Runs in the GPU thread."""
-        from latentsync_core.pipeline import LipSyncParams
+        from latentsync_core.inference.params import LipSyncParams
 
         work = Path(job.work_dir)
         return self.pipeline.run(

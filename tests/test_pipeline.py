@@ -199,15 +199,6 @@ def test_deepcache_schedule_decides_full_and_shallow_steps() -> None:
     assert calls == ["full"] * 3 and off.feature is None  # DeepCache off keeps no feature
 
 
-def test_old_import_paths_still_work() -> None:
-    import latentsync_core.pipeline as old
-    from latentsync_core import inference
-
-    assert old.LipSyncPipeline is LipSyncPipeline and old.LipSyncParams is LipSyncParams
-    assert old.ping_pong_index is ping_pong_index and old.Cancelled is Cancelled
-    assert old.LipSyncResult is inference.LipSyncResult and old.load_mask is inference.load_mask
-
-
 def test_bad_params_rejected(pipeline: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="inference_steps"):
         pipeline.run(clip, speech, tmp_path / "o.mp4", LipSyncParams(inference_steps=0))
