@@ -26,6 +26,7 @@ from server.lifecycle import JobStatus
 from server.schemas import JobList, JobParams, JobView, PathRequest
 from server.service import Service
 from server.uploads import receive_multipart
+from server.webhooks import WebhookRefused
 
 public = APIRouter()  # no key needed
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -97,6 +98,8 @@ async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JS
         try:
             video, audio, params = await _read_inputs(request, svc, work)
             s = svc.settings
+            if params.webhook_url:
+                await run_in_threadpool(_check_webhook, svc, params.webhook_url)
             await run_in_threadpool(_check_media, video, audio, s.max_video_s, s.max_audio_s)
             resolved = svc.resolve_params(params)
         except BaseException:
@@ -141,6 +144,14 @@ def _first_error(exc: Exception) -> str:
         e = exc.errors()[0]
         return f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
     return str(exc)
+
+
+def _check_webhook(svc: Service, url: str) -> None:
+    """Blocking (DNS). The same check runs again when the webhook is sent."""
+    try:
+        svc.webhook_policy.resolve(url)
+    except WebhookRefused as exc:
+        raise APIError(400, "WEBHOOK_NOT_ALLOWED", f"webhook_url not allowed: {exc}") from exc
 
 
 def _check_media(video: Path, audio: Path, max_video_s: float, max_audio_s: float) -> None:

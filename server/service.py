@@ -33,7 +33,9 @@ class Service:
         self.store = JobStore(settings.data_dir / "jobs.sqlite3")
         self.metrics = Metrics()
         self.board = ProgressBoard(self.store)
-        webhooks = WebhookSender(loop, settings.webhook_timeout_s, settings.webhook_retries)
+        webhooks = WebhookSender(loop, settings.webhook_timeout_s, settings.webhook_retries,
+                                 allow=settings.webhook_allow_hosts)  # fmt: skip
+        self.webhook_policy = webhooks.policy
         self.lifecycle = JobLifecycle(self.store, self.metrics, webhooks)
         self.worker = GPUWorker(self.store, self.metrics, self.lifecycle, self.board)
         self.pipeline: Any = None

@@ -1,12 +1,27 @@
-"""Webhooks: a POST with the finished job, retried with back-off, never blocking a job."""
+"""Webhooks: a POST with the finished job, retried with back-off, never blocking a job.
+
+A webhook URL is the client's, so it must not reach the server's own network (SSRF): hosts
+that resolve to loopback, private, link-local (cloud metadata), multicast, reserved or
+unspecified addresses are refused, at submission (400 ``WEBHOOK_NOT_ALLOWED``) and again at
+send time, unless ``LATENTSYNC_WEBHOOK_ALLOW_HOSTS`` names the host or a network holding the
+address. At send time the name is resolved once, every address is checked, and the
+connection goes to a checked address (the URL's host stays in the Host header and the TLS
+SNI / certificate check), so a DNS answer that changes in between cannot redirect it.
+Redirects are not followed, proxies from the environment are not used, at most
+``MAX_RESPONSE_BYTES`` of a response are read, and logged URLs never show credentials.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import logging
+import socket
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -15,16 +30,134 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_RESPONSE_BYTES = 64 * 1024
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class WebhookRefused(ValueError):
+    """The URL may not be called: the message says why (no credentials in it)."""
+
+
+def redact(url: str) -> str:
+    """``url`` without the password of its user-info (``user:***@host``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    userinfo, hostport = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}" if ":" in userinfo else f"***@{hostport}"))
+
+
+def _forbidden(ip: IPAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+class WebhookPolicy:
+    """Which webhook targets are allowed. ``allow``: host names (exact, case-insensitive) and
+    CIDRs (``10.0.0.0/8``, ``127.0.0.1``) that may be called although not public."""
+
+    def __init__(self, allow: Iterable[str] = ()):
+        self.hosts: set[str] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for item in allow:
+            try:
+                self.networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                self.hosts.add(item.strip().lower().rstrip("."))
+
+    def target(self, url: str) -> tuple[str, int]:
+        """(host, port) of an http(s) URL, refusing what can never be a webhook."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise WebhookRefused(f"invalid URL ({exc})") from exc
+        if parts.scheme not in ("http", "https"):
+            raise WebhookRefused("only http and https URLs")
+        if not parts.hostname:
+            raise WebhookRefused("the URL has no host")
+        if port == 0:
+            raise WebhookRefused("port 0")
+        return parts.hostname.lower().rstrip("."), port or (443 if parts.scheme == "https" else 80)
+
+    def check(self, host: str, addresses: Iterable[IPAddress]) -> list[IPAddress]:
+        """The addresses, if every one of them may be called; else :class:`WebhookRefused`."""
+        addresses = list(addresses)
+        if not addresses:
+            raise WebhookRefused(f"{host} has no address")
+        if host in self.hosts:
+            return addresses
+        for ip in addresses:
+            if _forbidden(ip) and not any(ip in net for net in self.networks if net.version == ip.version):
+                raise WebhookRefused(f"{host} resolves to a non-public address ({ip}); see WEBHOOK_ALLOW_HOSTS")
+        return addresses
+
+    def resolve(self, url: str) -> tuple[str, int, list[IPAddress]]:
+        """Blocking (DNS): check ``url`` as a submission does. Returns the checked addresses."""
+        host, port = self.target(url)
+        return host, port, self.check(host, _literal(host) or _getaddrinfo(host, port))
+
+    async def resolve_async(self, url: str) -> tuple[str, int, list[IPAddress]]:
+        host, port = self.target(url)
+        addresses = _literal(host)
+        if not addresses:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise WebhookRefused(f"cannot resolve {host}") from exc
+            addresses = _unique(info[4][0] for info in infos)
+        return host, port, self.check(host, addresses)
+
+
+def _literal(host: str) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        return []
+
+
+def _unique(raw: Iterable[str]) -> list[IPAddress]:
+    out: list[IPAddress] = []
+    for text in raw:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])  # no scope ids
+        if ip not in out:
+            out.append(ip)
+    return out
+
+
+def _getaddrinfo(host: str, port: int) -> list[IPAddress]:
+    try:
+        return _unique(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    except OSError as exc:
+        raise WebhookRefused(f"cannot resolve {host}") from exc
+
 
 class WebhookSender:
-    """Sends from the event loop; ``send`` may be called from any thread."""
+    """Sends from the event loop; ``send`` may be called from any thread. ``allow`` is the
+    allow-list of :class:`WebhookPolicy` (the send-time check)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float = 10.0, retries: int = 3):
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float = 10.0, retries: int = 3, allow: Iterable[str] = ()
+    ):
         self._loop, self._timeout, self._retries = loop, timeout, retries
+        self.policy = WebhookPolicy(allow)
         self._tasks: set[concurrent.futures.Future] = set()
 
     def send(self, url: str, job: Job) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._post(url, payload(job)), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self.deliver(url, payload(job)), self._loop)
         self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
 
@@ -32,21 +165,54 @@ class WebhookSender:
         """Wait (from another thread than the loop's) for the webhooks in flight."""
         concurrent.futures.wait(list(self._tasks), timeout=timeout)
 
-    async def _post(self, url: str, body: dict) -> None:
+    async def deliver(self, url: str, body: dict) -> bool:
+        """POST ``body`` to ``url`` with retries; True once the receiver answered below 500."""
+        shown = redact(url)
         delay = 1.0
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
-            for attempt in range(1, self._retries + 1):
-                try:
-                    resp = await client.post(url, json=body)
-                    if resp.status_code < 500:
-                        return
-                except httpx.HTTPError as exc:
-                    log.warning("webhook %s attempt %d failed: %s", url, attempt, exc)
+        for attempt in range(1, self._retries + 1):
+            try:
+                host, _, addresses = await self.policy.resolve_async(url)
+            except WebhookRefused as exc:
+                log.warning("webhook %s refused: %s", shown, exc)
+                return False
+            try:
+                status = await self._post_pinned(url, host, addresses, body)
+                if status < 500:
+                    return True
+                log.warning("webhook %s attempt %d: HTTP %d", shown, attempt, status)
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s attempt %d failed: %s", shown, attempt, type(exc).__name__)
+            if attempt < self._retries:
                 await asyncio.sleep(delay)
                 delay *= 2
+        return False
+
+    async def _post_pinned(self, url: str, host: str, addresses: list[IPAddress], body: dict) -> int:
+        """Connect to a checked address (the next one when a connection is refused), keep the
+        URL's host for the Host header and TLS, read at most MAX_RESPONSE_BYTES."""
+        original = httpx.URL(url)
+        host_header = original.netloc.decode("ascii").rsplit("@", 1)[-1]
+        extensions = {"sni_hostname": host} if original.scheme == "https" else {}
+        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False) as client:
+            for i, ip in enumerate(addresses):
+                pinned = original.copy_with(host=str(ip))
+                try:
+                    async with client.stream(
+                        "POST", pinned, json=body, headers={"Host": host_header}, extensions=extensions
+                    ) as resp:
+                        read = 0
+                        async for chunk in resp.aiter_raw():
+                            read += len(chunk)
+                            if read >= MAX_RESPONSE_BYTES:
+                                break  # leaving the block closes the connection
+                        return resp.status_code
+                except httpx.ConnectError:
+                    if i == len(addresses) - 1:
+                        raise
+        raise httpx.ConnectError("no address")
 
 
 def payload(job: Job) -> dict:
-    """The job as its webhook shows it: no server-side paths."""
-    fields = {k: v for k, v in asdict(job).items() if not k.endswith("_path") and k != "work_dir"}
+    """The job as its webhook shows it: no server-side paths, no owner."""
+    fields = {k: v for k, v in asdict(job).items() if not k.endswith("_path") and k not in ("work_dir", "owner")}
     return {"event": "job.finished", "job": fields}

@@ -4,17 +4,22 @@ honest level."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
-from server.client_util import start_server
+from server.client_util import free_port, start_server
 from server.job_store import JobStore
+from server.webhooks import WebhookSender, redact
 from tests.media_helpers import make_audio, make_clip
 from tests.server_helpers import KEY, ServerProcess
 
@@ -237,3 +242,109 @@ def test_finished_job_records_are_purged_after_their_retention(tmp_path: Path, i
         assert srv.client.get("/jobs").json()["total"] == 0
     finally:
         srv.stop()
+
+
+# ---- item 6: webhook SSRF ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:22/",
+        "http://:0/",
+        "http://example.com:0/hook",
+        "http://localhost:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "http://224.0.0.1/hook",
+    ],
+)
+def test_webhooks_to_the_servers_own_network_are_refused(
+    server: ServerProcess, inputs: dict[str, Path], url: str
+) -> None:
+    r = server.client.post(
+        "/lipsync", json={"video_path": str(inputs["video"]), "audio_path": str(inputs["audio"]), "webhook_url": url}
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "WEBHOOK_NOT_ALLOWED", (url, r.text)
+
+
+class Receiver:
+    """A loopback HTTP receiver: records requests (with their Host header) and answers with
+    ``body_bytes`` of body, counting what it managed to write before the client hung up."""
+
+    def __init__(self, body_bytes: int = 0) -> None:
+        self.requests: list[dict] = []
+        self.written = 0
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                rec.requests.append({"host": self.headers["Host"], "body": data})
+                self.send_response(200)
+                self.send_header("Content-Length", str(body_bytes))
+                self.end_headers()
+                chunk = b"x" * (1024 * 1024)
+                try:
+                    while rec.written < body_bytes:
+                        self.wfile.write(chunk)
+                        rec.written += len(chunk)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def _deliver(url: str, allow: list[str], retries: int = 1) -> bool:
+    loop = asyncio.new_event_loop()
+    try:
+        sender = WebhookSender(loop, timeout=20, retries=retries, allow=allow)
+        return loop.run_until_complete(sender.deliver(url, {"event": "test"}))
+    finally:
+        loop.close()
+
+
+def test_send_time_check_pins_the_checked_address() -> None:
+    rec = Receiver()
+    try:
+        assert _deliver(f"http://127.0.0.1:{rec.port}/hook", allow=[]) is False
+        assert rec.requests == []  # refused at send time too (a record written before the check)
+        assert _deliver(f"http://localhost:{rec.port}/hook", allow=["localhost"]) is True
+        assert rec.requests[-1]["host"] == f"localhost:{rec.port}"  # the name stays in the Host header
+        assert _deliver(f"http://127.0.0.1:{rec.port}/hook", allow=["127.0.0.0/8"]) is True
+        assert len(rec.requests) == 2
+    finally:
+        rec.close()
+
+
+def test_a_huge_webhook_response_is_not_read(caplog: pytest.LogCaptureFixture) -> None:
+    rec = Receiver(body_bytes=512 * 1024 * 1024)
+    try:
+        t0 = time.monotonic()
+        assert _deliver(f"http://127.0.0.1:{rec.port}/hook", allow=["127.0.0.1"]) is True
+        elapsed = time.monotonic() - t0
+        time.sleep(0.5)
+        print(f"receiver wrote {rec.written / 2**20:.0f} MiB of 512 MiB before the sender hung up ({elapsed:.2f} s)")
+        assert rec.written < 64 * 1024 * 1024
+    finally:
+        rec.close()
+
+
+def test_webhook_credentials_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()  # nothing listens there
+    with caplog.at_level("WARNING", logger="server.webhooks"):
+        assert _deliver(f"http://hook-user:s3cret-pw@127.0.0.1:{port}/x", allow=["127.0.0.1"]) is False
+        assert _deliver(f"http://hook-user:s3cret-pw@10.0.0.1:{port}/x", allow=[]) is False
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "s3cret-pw" not in text and "hook-user:***@127.0.0.1" in text, text
+    assert redact("https://a:b@h.example/p?q=1") == "https://a:***@h.example/p?q=1"

@@ -56,7 +56,8 @@ class World:
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.store = JobStore(folder / "jobs.sqlite3")
         self.metrics = Metrics()
-        self.lifecycle = JobLifecycle(self.store, self.metrics, WebhookSender(self.loop, timeout=5, retries=1))
+        hooks_sender = WebhookSender(self.loop, timeout=5, retries=1, allow=["127.0.0.1"])  # the receiver: loopback
+        self.lifecycle = JobLifecycle(self.store, self.metrics, hooks_sender)
 
     def new_job(self) -> Job:
         work = self.folder / uuid.uuid4().hex

@@ -38,6 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, inputs: dict[str, Path]) ->
         input_dirs=str(inputs["dir"]),
         max_upload_mb=3,
         max_video_s=5,
+        webhook_allow_hosts="127.0.0.1",  # the webhook test's receiver is on loopback
     ).start()
     yield srv
     srv.stop()
