@@ -60,6 +60,10 @@ def main() -> int:
             for chunk in resp.iter_bytes():
                 f.write(chunk)
         print(f"result: {out}")
+        sync = (job.get("result") or {}).get("sync")
+        if sync:
+            print(f"sync score of the output: offset {sync['offset_frames']:+d} frames, LSE-C {sync['lse_c']:.2f}, "
+                  f"LSE-D {sync['lse_d']:.2f} ({sync['weights']} SyncNet weights)")  # fmt: skip
         if info["weights"] == "demo":
             print("NOTE: demo weights are random: the mouth shows what an untrained model makes, not lip-sync.")
         return 0
