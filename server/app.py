@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from server.errors import install_error_handlers
 from server.lifecycle import JobStatus
+from server.openapi import install_openapi
 from server.routes import public, router
 from server.service import Service
 from server.settings import Settings
@@ -58,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(public)
     app.include_router(router)
+    install_openapi(app, bearer=bool(settings.api_keys or settings.admin_api_keys))
     return app

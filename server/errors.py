@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 log = logging.getLogger("latentsync.server")
 
@@ -25,6 +26,23 @@ def error_body(code: str, message: str) -> dict:
 _STATUS_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 413: "PAYLOAD_TOO_LARGE"}
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    def walk(routes: list, scope: dict) -> set[str]:
+        found: set[str] = set()
+        for route in routes:
+            match, child = route.matches(scope)
+            if match == Match.NONE:
+                continue
+            if isinstance(route, Route) and route.methods:
+                found |= route.methods
+            else:  # an included router (FastAPI wraps it; its routes are the original router's)
+                inner = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", [])
+                found |= walk(inner, {**scope, **child})
+        return found
+
+    return sorted(walk(request.app.router.routes, dict(request.scope)))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -37,9 +55,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("INVALID_PARAMETER", f"{where}: {first.get('msg', 'invalid')}"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: Allow lists every method of the path, not one route's
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -23,13 +23,14 @@ from server.deps import CallerDep, JobDep, ServiceDep, require_api_key
 from server.errors import APIError
 from server.job_store import Job
 from server.lifecycle import JobStatus
+from server.openapi import errors
 from server.schemas import JobList, JobParams, JobView, PathRequest
 from server.service import Service
 from server.uploads import receive_multipart
 from server.webhooks import WebhookRefused
 
 public = APIRouter()  # no key needed
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[Depends(require_api_key)], responses=errors(401))
 
 
 # ---- health -----------------------------------------------------------------------------
@@ -38,7 +39,17 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["health"])
+_READY = {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}
+
+
+@router.get(
+    "/ready",
+    tags=["health"],
+    responses={
+        200: {"content": _READY},
+        503: {"description": "Not ready (loading, load error, damaged database)", "content": _READY},
+    },
+)
 async def ready(svc: ServiceDep) -> JSONResponse:
     database = await run_in_threadpool(svc.database_state)
     try:
@@ -62,7 +73,7 @@ async def ready(svc: ServiceDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if svc.state == "ready" and database == "ok" else 503)
 
 
-@router.get("/metrics", tags=["health"])
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
 async def metrics(svc: ServiceDep) -> PlainTextResponse:
     counts = svc.store.counts_by_status()
     for status in JobStatus:
@@ -87,7 +98,13 @@ async def docs(request: Request) -> HTMLResponse:
 
 
 # ---- jobs -------------------------------------------------------------------------------
-@router.post("/lipsync", status_code=202, tags=["jobs"])
+@router.post(
+    "/lipsync",
+    status_code=202,
+    tags=["jobs"],
+    response_model=JobView,
+    responses=errors(400, 403, 413, 415, 422, 429, 503),  # the request body: server/openapi.py
+)
 async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JSONResponse:
     if svc.stopping:
         raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
@@ -161,26 +178,37 @@ def _check_media(video: Path, audio: Path, max_video_s: float, max_audio_s: floa
         raise APIError(400, exc.code, exc.message) from exc
 
 
-@router.get("/jobs", response_model=JobList, tags=["jobs"])
+@router.get("/jobs", response_model=JobList, tags=["jobs"], responses=errors(400, 422))
 async def list_jobs(
     svc: ServiceDep,
     caller: CallerDep,
     status: str | None = Query(None, description="queued, running, succeeded, failed or canceled"),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31),
 ) -> JobList:
     if status is not None and status not in set(JobStatus):
-        raise APIError(400, "INVALID_PARAMETER", f"status must be one of {sorted(JobStatus)}")
+        raise APIError(400, "INVALID_PARAMETER", f"status must be one of {', '.join(s.value for s in JobStatus)}")
     jobs, total = svc.store.list(status, limit, offset, owner=caller.only_owner)  # the callers' own jobs
     return JobList(jobs=[job_view(svc, j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView, tags=["jobs"])
+@router.get("/jobs/{job_id}", response_model=JobView, tags=["jobs"], responses=errors(404, 422))
 async def get_job(svc: ServiceDep, job: JobDep) -> JobView:
     return job_view(svc, job)
 
 
-@router.get("/jobs/{job_id}/result", tags=["jobs"])
+_MP4 = {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    tags=["jobs"],
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The lip-synced MP4 (Range requests: 206)", "content": _MP4},
+        **errors(404, 409, 410, 422),
+    },
+)
 async def get_result(job: JobDep) -> FileResponse:
     if job.status != JobStatus.SUCCEEDED:
         raise APIError(409, "NOT_READY", f"job is {job.status}; the result exists once it has succeeded")
@@ -189,7 +217,16 @@ async def get_result(job: JobDep) -> FileResponse:
     return FileResponse(job.result_path, media_type="video/mp4", filename=f"lipsync-{job.id}.mp4")
 
 
-@router.delete("/jobs/{job_id}", tags=["jobs"])
+@router.delete(
+    "/jobs/{job_id}",
+    tags=["jobs"],
+    response_model=JobView,
+    responses={
+        202: {"model": JobView, "description": "A running job is being stopped (status 'canceling')"},
+        204: {"description": "A finished job and its files were removed"},
+        **errors(404, 422),
+    },
+)
 async def delete_job(svc: ServiceDep, job: JobDep) -> Response:
     if job.status == JobStatus.QUEUED:
         return JSONResponse(job_view(svc, svc.lifecycle.cancel(job)).model_dump())

@@ -23,7 +23,9 @@ class JobParams(BaseModel):
     guidance_scale: float | None = _optional("guidance_scale")
     seed: int | None = _optional("seed")
     enable_deepcache: bool | None = None
-    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_url: str | None = Field(
+        None, max_length=2048, json_schema_extra={"format": "uri", "pattern": "^https?://"}
+    )  # a public http(s) URL; see WEBHOOK_ALLOW_HOSTS
 
     @field_validator("webhook_url")
     @classmethod
@@ -64,3 +66,14 @@ class JobList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(..., description="stable, machine-readable (QUEUE_FULL, JOB_NOT_FOUND, ...)")
+    message: str = Field(..., description="for humans")
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the API has this body."""
+
+    error: ErrorDetail
