@@ -35,7 +35,12 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = start_server(self.env, self.port, self.data_dir / "server.log")
-        wait_ready(self.base, headers=AUTH, proc=self.proc)
+        try:
+            wait_ready(self.base, headers=AUTH, proc=self.proc)
+        except BaseException:  # a service that never got ready must not outlive the test
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            raise
         return self
 
     def kill(self) -> None:

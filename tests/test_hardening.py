@@ -348,3 +348,11 @@ def test_webhook_credentials_never_reach_the_log(caplog: pytest.LogCaptureFixtur
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "s3cret-pw" not in text and "hook-user:***@127.0.0.1" in text, text
     assert redact("https://a:b@h.example/p?q=1") == "https://a:***@h.example/p?q=1"
+
+
+def test_a_service_that_cannot_load_is_not_left_running(tmp_path: Path) -> None:
+    """The test helper itself: a start that fails kills its process (they used to pile up)."""
+    srv = ServerProcess(tmp_path / "srv", weights="official", checkpoint_dir=str(tmp_path / "no-weights"))
+    with pytest.raises(RuntimeError, match="failed to load"):
+        srv.start()
+    assert srv.proc.poll() is not None
