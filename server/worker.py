@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,18 +69,26 @@ class GPUWorker:
     # ---- the loop -------------------------------------------------------------------------
     async def _loop(self) -> None:
         while not self._stopping:
-            queued = self.store.queued_ids() if self.pipeline is not None else []
-            self.metrics.queue_length.set(len(queued))
-            if not queued:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
-                continue
-            job = self.store.get(queued[0])
-            if job is not None and job.status == JobStatus.QUEUED:
-                await self._run(job)
+            try:
+                await self._next_job()
+            except sqlite3.DatabaseError:  # /ready reports it; the loop lives on for when it is mended
+                log.exception("job store unreadable; retrying in 5 s")
+                await asyncio.sleep(5.0)
+
+    async def _next_job(self) -> None:
+        """Run the oldest queued job, or wait up to a second for one."""
+        queued = self.store.queued_ids() if self.pipeline is not None else []
+        self.metrics.queue_length.set(len(queued))
+        if not queued:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            return
+        job = self.store.get(queued[0])
+        if job is not None and job.status == JobStatus.QUEUED:
+            await self._run(job)
 
     async def _run(self, job: Job) -> None:
         started = time.time()
