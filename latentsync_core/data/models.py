@@ -1,8 +1,9 @@
 """The models of the device stages (face detector, SyncNetV2, quality scorer) and the
 weights they come from.
 
-``LATENTSYNC_WEIGHTS=demo`` gives a randomly initialised SyncNetV2 with a fixed seed (the
-same network in every process and run); its confidences and offsets mean nothing, and the
+``LATENTSYNC_WEIGHTS=demo`` gives the demo SyncNetV2 of :func:`latentsync_core.sync.load_syncnet_v2`
+(random, from a fixed seed: the same network in every process and run, and the one the service
+scores with); its confidences and offsets mean nothing, and the
 manifest and report say ``"weights": "demo"``. Otherwise ``auxiliary/syncnet_v2.model``
 is loaded strictly. :func:`describe_models` runs the same checks in the coordinating
 process first, so a missing or wrong file stops the run before any work starts.
@@ -20,7 +21,6 @@ from latentsync_core.data.quality import HYPERIQA_FILE, quality_model_kind
 from latentsync_core.errors import CodedError
 
 SYNCNET_FILE = "syncnet_v2.model"
-DEMO_SYNCNET_SEED = 20240612
 WEIGHTS_HINT = "put the file there (upstream's checkpoints/auxiliary) or set LATENTSYNC_WEIGHTS=demo"
 
 
@@ -42,21 +42,15 @@ def face_detector_name(cfg: PreprocessConfig) -> str:
 
 
 def load_syncnet(cfg: PreprocessConfig, kind: str, device: str = "cpu") -> Any:
-    import torch
-
     from latentsync_core.models.checkpoint import CheckpointError
-    from latentsync_core.models.syncnet_v2 import SyncNetV2, load_syncnet_v2
+    from latentsync_core.sync import load_syncnet_v2
+    from latentsync_core.weights.official import MissingWeightsError
 
-    if kind == "demo":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(DEMO_SYNCNET_SEED)
-            model = SyncNetV2()
-        return model.to(device).eval()
     path = syncnet_path(cfg)
-    if not path.is_file():
-        raise CodedError("WEIGHTS_MISSING", f"SyncNetV2 checkpoint not found: {path}; {WEIGHTS_HINT}")
     try:
-        return load_syncnet_v2(path, device)
+        return load_syncnet_v2(cfg.checkpoints(), kind, device)[0]
+    except MissingWeightsError as exc:
+        raise CodedError("WEIGHTS_MISSING", f"SyncNetV2 checkpoint not found: {path}; {WEIGHTS_HINT}") from exc
     except CheckpointError as exc:
         raise CodedError("WEIGHTS_INVALID", f"cannot load SyncNetV2 from {path}: {exc}") from exc
 

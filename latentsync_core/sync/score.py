@@ -71,6 +71,32 @@ def _as_frames(frames_bgr: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def embed_audio(syncnet: torch.nn.Module, cepstra: torch.Tensor, num_clips: int, batch_size: int = 20) -> torch.Tensor:
+    """(num_clips, D) float32 CPU embeddings of the 20 MFCC frames under each clip start."""
+    param = next(syncnet.parameters())
+    out = []
+    for first in range(0, num_clips, batch_size):
+        starts = range(first, min(num_clips, first + batch_size))
+        windows = torch.stack(
+            [cepstra[:, s * MFCC_PER_FRAME : s * MFCC_PER_FRAME + MFCC_WINDOW] for s in starts]
+        ).unsqueeze(1)
+        out.append(syncnet.forward_aud(windows.to(param.device, param.dtype)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_video(syncnet: torch.nn.Module, frames: torch.Tensor, num_clips: int, batch_size: int = 20) -> torch.Tensor:
+    """(num_clips, D) float32 CPU embeddings of the 5-frame clips starting at 0..num_clips-1
+    of ``frames`` (N, H, W, 3) uint8."""
+    param = next(syncnet.parameters())
+    out = []
+    for first in range(0, num_clips, batch_size):
+        # (B, 5, H, W, 3) uint8 -> (B, 3, 5, H, W): channels, then time, as the network expects
+        clips = torch.stack([frames[s : s + CLIP_FRAMES] for s in range(first, min(num_clips, first + batch_size))])
+        out.append(syncnet.forward_lip(clips.permute(0, 4, 1, 2, 3).to(param.device, param.dtype)).float().cpu())
+    return torch.cat(out)
+
+
 def embed_clips(
     syncnet: torch.nn.Module,
     frames: torch.Tensor,
@@ -79,18 +105,7 @@ def embed_clips(
     batch_size: int = 20,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(video, audio) float32 CPU embeddings (num_clips, D) of the clips starting at 0..num_clips-1."""
-    param = next(syncnet.parameters())
-    video, audio = [], []
-    for first in range(0, num_clips, batch_size):
-        starts = range(first, min(num_clips, first + batch_size))
-        # (B, 5, H, W, 3) uint8 -> (B, 3, 5, H, W): channels, then time, as the network expects
-        clips = torch.stack([frames[s : s + CLIP_FRAMES] for s in starts]).permute(0, 4, 1, 2, 3)
-        windows = torch.stack(
-            [cepstra[:, s * MFCC_PER_FRAME : s * MFCC_PER_FRAME + MFCC_WINDOW] for s in starts]
-        ).unsqueeze(1)
-        video.append(syncnet.forward_lip(clips.to(param.device, param.dtype)).float().cpu())
-        audio.append(syncnet.forward_aud(windows.to(param.device, param.dtype)).float().cpu())
-    return torch.cat(video), torch.cat(audio)
+    return embed_video(syncnet, frames, num_clips, batch_size), embed_audio(syncnet, cepstra, num_clips, batch_size)
 
 
 def score_frames(

@@ -17,8 +17,15 @@ import numpy as np
 import torch
 
 from latentsync_core.audio.mfcc import mfcc
-from latentsync_core.models.syncnet_v2 import CLIP_FRAMES, MFCC_WINDOW
-from latentsync_core.sync.score import MFCC_PER_FRAME, MIN_FRAMES, SAMPLE_RATE, SAMPLES_PER_FRAME, score_embeddings
+from latentsync_core.models.syncnet_v2 import CLIP_FRAMES
+from latentsync_core.sync.score import (
+    MIN_FRAMES,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    embed_audio,
+    embed_video,
+    score_embeddings,
+)
 from latentsync_core.sync.track import Box, build_tracks, crop_face, longest_track, smooth_track
 from latentsync_core.sync.video import SyncReport, per_second_confidence
 
@@ -69,12 +76,7 @@ class SyncTap:
         clips = len(self._pending) - CLIP_FRAMES + 1
         if clips <= 0:
             return
-        param = next(self.syncnet.parameters())
-        crops = torch.from_numpy(np.stack(self._pending))
-        for b in range(0, clips, BATCH):
-            batch = torch.stack([crops[s : s + CLIP_FRAMES] for s in range(b, min(clips, b + BATCH))])
-            batch = batch.permute(0, 4, 1, 2, 3).to(param.device, param.dtype)  # (B, 3, 5, 224, 224)
-            self._embeds.append(self.syncnet.forward_lip(batch).float().cpu())
+        self._embeds.append(embed_video(self.syncnet, torch.from_numpy(np.stack(self._pending)), clips, BATCH))
         self._pending = self._pending[clips:]
 
     @torch.no_grad()
@@ -88,17 +90,8 @@ class SyncTap:
         clips = length - CLIP_FRAMES  # as score_frames: the last clip start is length - 5
         video = torch.cat(self._embeds)[:clips]
         cepstra = torch.from_numpy(mfcc(pcm[: length * SAMPLES_PER_FRAME], SAMPLE_RATE))
-        param = next(self.syncnet.parameters())
-        audio = []
-        for b in range(0, clips, BATCH):
-            windows = torch.stack(
-                [
-                    cepstra[:, s * MFCC_PER_FRAME : s * MFCC_PER_FRAME + MFCC_WINDOW]
-                    for s in range(b, min(clips, b + BATCH))
-                ]
-            ).unsqueeze(1)
-            audio.append(self.syncnet.forward_aud(windows.to(param.device, param.dtype)).float().cpu())
-        score = score_embeddings(video, torch.cat(audio), self.vshift)
+        audio = embed_audio(self.syncnet, cepstra, clips, BATCH)
+        score = score_embeddings(video, audio, self.vshift)
         return SyncReport(
             offset_frames=score.offset,
             lse_c=score.lse_c,
