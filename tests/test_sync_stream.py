@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.media.audio_io import load_audio
+from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
 from latentsync_core.sync import load_syncnet_v2, score_video
 from latentsync_core.sync.stream import SyncTap
 from latentsync_core.sync.track import detect_boxes
-from latentsync_core.sync.video import to_int16
 from latentsync_core.vision.face_detection import make_face_detector
 from tests.media_helpers import make_clip
 

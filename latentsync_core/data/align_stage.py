@@ -85,8 +85,7 @@ def align_segment(task: Task, cfg: PreprocessConfig, detector: Any, device: str,
             return
         frames = torch.from_numpy(np.stack([f for f, _ in pending]))
         mats = torch.from_numpy(np.stack([m if m is not None else last_matrix for _, m in pending]))
-        warped = aligner.warp_faces(frames, mats).cpu().numpy()
-        crops.extend(cv2.resize(c, (r, r), interpolation=cv2.INTER_LANCZOS4) for c in warped)
+        crops.extend(aligner.model_faces(frames, mats))
         pending = []
 
     reader = SegmentReader(a["video"], int(a["width"]), int(a["height"]), start, count)

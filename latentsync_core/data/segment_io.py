@@ -14,7 +14,7 @@ import numpy as np
 
 from latentsync_core.data.items import FPS, SAMPLE_RATE
 from latentsync_core.data.layout import writing
-from latentsync_core.media.audio_io import load_audio
+from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg
 from latentsync_core.media.video_io import FrameReader, VideoWriter
 
@@ -50,7 +50,7 @@ def read_all_frames(path: str | Path, size: int) -> np.ndarray:
 
 def read_pcm(path: str | Path) -> np.ndarray:
     """The audio track as int16 16 kHz mono samples (exactly the samples that were stored)."""
-    return np.round(load_audio(path, SAMPLE_RATE) * 32768.0).astype(np.int16)
+    return to_int16(load_audio(path, SAMPLE_RATE))
 
 
 def read_wav_slice(path: str | Path, start: int, count: int) -> np.ndarray:

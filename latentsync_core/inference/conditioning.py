@@ -45,10 +45,7 @@ def with_aligned_faces(windows: Iterator[Window], resolution: int, device: torch
     try:
         for window in windows:
             with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-                crops = aligner.warp_faces(window.frames, window.matrices).cpu().numpy()
-            resized = np.stack(
-                [cv2.resize(c, (resolution, resolution), interpolation=cv2.INTER_LANCZOS4) for c in crops]
-            )
+                resized = aligner.model_faces(window.frames, window.matrices)
             window.faces = torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
             yield window
     finally:

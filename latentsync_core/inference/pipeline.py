@@ -40,11 +40,10 @@ from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunne
 from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
 from latentsync_core.loading import ModelBundle
-from latentsync_core.media.audio_io import load_audio
+from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS
 from latentsync_core.sync.stream import SyncTap
-from latentsync_core.sync.video import to_int16
 from latentsync_core.vision.face_detection import default_detect_workers
 from latentsync_core.weights.demo import DEMO_NOTICE
 

@@ -39,3 +39,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     except RuntimeError as exc:
         raise MediaError("INVALID_AUDIO", f"cannot decode audio from {path.name}: {exc}") from exc
     return np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """[-1, 1) float samples (as :func:`load_audio` gives) as int16, the scale MFCCs expect."""
+    return np.clip(np.round(np.asarray(samples, np.float64) * 32768.0), -32768, 32767).astype(np.int16)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from latentsync_core.errors import CodedError
-from latentsync_core.media.audio_io import SAMPLE_RATE, load_audio
+from latentsync_core.media.audio_io import SAMPLE_RATE, load_audio, to_int16
 from latentsync_core.media.probe import probe_audio, probe_video
 from latentsync_core.models.syncnet_v2 import SyncNetV2
 from latentsync_core.models.syncnet_v2 import load_syncnet_v2 as load_syncnet_v2_file
@@ -138,11 +138,6 @@ def score_crops(
         per_second_confidence=per_second_confidence(score, first_frame),
         first_frame=first_frame,
     )
-
-
-def to_int16(samples: np.ndarray) -> np.ndarray:
-    """[-1, 1) float samples (as :func:`load_audio` gives) as int16, the scale MFCCs expect."""
-    return np.clip(np.round(np.asarray(samples, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def score_video(

@@ -123,6 +123,14 @@ class FaceAligner:
         out = warp_affine(src, matrices.to(self.device), (self.crop_h, self.crop_w), fill=FILL_VALUE)
         return out.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # truncation, as upstream's astype
 
+    def model_faces(self, frames: torch.Tensor, matrices: torch.Tensor) -> np.ndarray:
+        """(B, H, W, 3) uint8 frames -> (B, r, r, 3) uint8 faces as the model sees them: the
+        aligned crops resized to the resolution with LANCZOS4 (inference and training data
+        alike)."""
+        crops = self.warp_faces(frames, matrices).cpu().numpy()
+        r = self.resolution
+        return np.stack([cv2.resize(c, (r, r), interpolation=cv2.INTER_LANCZOS4) for c in crops])
+
     def align(self, image: np.ndarray, landmarks3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned face crop (crop_h, crop_w, 3) uint8 and its (2, 3) matrix."""
         m = self.matrix(landmarks3)
