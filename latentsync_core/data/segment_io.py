@@ -25,18 +25,8 @@ class SegmentReader(FrameReader):
     seek point sits half a frame early so rounding never drops the first frame."""
 
     def __init__(self, path: str | Path, width: int, height: int, start: int, count: int):
-        self.width, self.height = width, height
-        self.frame_bytes = width * height * 3
         seek = max(0.0, (start - 0.5) / FPS)
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-ss", f"{seek:.6f}", "-i", input_arg(path), "-map", "0:v:0", "-an", "-sn",
-            "-frames:v", str(count), "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
-        ]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
-        self._stderr = bytearray()
-        self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._err_thread.start()
+        self._start(width, height, ["-ss", f"{seek:.6f}", "-i", input_arg(path), "-frames:v", str(count)])
 
 
 def read_all_frames(path: str | Path, size: int) -> np.ndarray:

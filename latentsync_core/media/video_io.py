@@ -23,13 +23,15 @@ class FrameReader:
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: int = FPS):
+        self._start(width, height, ["-i", input_arg(path), "-vf", f"fps={fps},scale={width}:{height}"])
+
+    def _start(self, width: int, height: int, input_args: list[str]) -> None:
+        """Run ffmpeg with ``input_args`` (the input and how to read it), decoding the first
+        video stream to raw RGB frames of ``width`` x ``height`` on a pipe."""
         self.width, self.height = width, height
         self.frame_bytes = width * height * 3
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-i", input_arg(path), "-map", "0:v:0", "-an", "-sn",
-            "-vf", f"fps={fps},scale={width}:{height}", "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
-        ]  # fmt: skip
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args,
+               "-map", "0:v:0", "-an", "-sn", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]  # fmt: skip
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
         self._stderr = bytearray()
         self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
