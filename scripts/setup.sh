@@ -23,6 +23,17 @@ step() {  # step "what" command...: one line per step, the log on failure
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# System programs the tests drive for real: Chromium (the web page's browser test) and
+# redis-server (the Celery mode). Debian packages, installed once when missing.
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  export DEBIAN_FRONTEND=noninteractive
+  step "system packages: ${need[*]}" bash -c "$SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends ${need[*]}"
+fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setting up .venv (details in $LOG)"
   : >"$LOG"
