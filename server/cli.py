@@ -1,4 +1,5 @@
-"""The ``latentsync`` command: ``infer``, ``sync-score``, ``serve`` and ``download-weights``."""
+"""The ``latentsync`` command: ``infer``, ``sync-score``, ``serve``, ``warmup``, ``preprocess`` and
+``download-weights``."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def _bounded(name: str, cast: type) -> Callable[[str], Any]:
 def cmd_infer(args: argparse.Namespace) -> int:
     from latentsync_core.errors import CodedError
     from latentsync_core.inference import LipSyncParams, build_pipeline
+    from latentsync_core.inference.compile_cache import CompileArtifacts
 
     s = Settings()
     defaults = s.default_params()
@@ -61,7 +63,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     )
     # One-off runs stay eager unless asked: a cold compile costs ~100 s (cached on disk after).
     pipeline = build_pipeline(s.pipeline_options(compile=args.compile))
-    pipeline.prepare_fast_path()
+    pipeline.prepare_fast_path(CompileArtifacts(s.compile_artifacts_dir))
     progress = _progress_printer()
     try:
         result = pipeline.run(args.video, args.audio, args.output, params, progress=progress)
@@ -123,6 +125,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warmup(args: argparse.Namespace) -> int:
+    """Compile the full-window kernels once and keep them as portable artifacts, so that a
+    fresh process (a new container, an autoscaled replica) reaches full speed in seconds."""
+    from latentsync_core.inference import build_pipeline
+    from latentsync_core.inference.compile_cache import CompileArtifacts
+
+    s = Settings()
+    folder = Path(args.export) if args.export else s.compile_artifacts_dir
+    pipeline = build_pipeline(s.pipeline_options(compile=True))
+    seconds = pipeline.prepare_fast_path(CompileArtifacts(folder))
+    state = pipeline.compile_artifacts
+    if state == "none":
+        print("error [NO_ARTIFACTS]: this PyTorch recorded no compiled kernels to save", file=sys.stderr)
+        return 1
+    print(f"compiled in {seconds:.1f} s; artifacts {state} in {folder}")
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from latentsync_core.weights.official import download_official_weights
 
@@ -163,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("warmup", help="compile the fast path once and save its kernels for fresh processes")
+    p.add_argument("--export", help="folder to write the compile artifacts to (default: the settings' folder)")
+    p.set_defaults(func=cmd_warmup)
     p = sub.add_parser("download-weights", help="fetch the official weights (needs internet)")
     p.add_argument("--dir")
     p.set_defaults(func=cmd_download)

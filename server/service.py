@@ -68,9 +68,11 @@ class Service:
     def compile_fast_path(self) -> None:
         """Compile after the service is ready (jobs meanwhile run eagerly); the kernels are
         cached on disk, so a restart takes seconds instead of minutes."""
+        from latentsync_core.inference.compile_cache import CompileArtifacts
+
         self.fast_path = "compiling"
         try:
-            seconds = self.pipeline.prepare_fast_path()
+            seconds = self.pipeline.prepare_fast_path(CompileArtifacts(self.settings.compile_artifacts_dir))
             self.fast_path = "ready"
             log.info("fast path ready (compiled in %.1f s)", seconds)
         except Exception:  # the eager path keeps serving

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     # Speed
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile full windows; auto = on a GPU
+    # Portable compiled kernels (``latentsync warmup --export DIR`` makes them; an image can ship
+    # them): loaded before the compile, saved after a cold one. Default: <data_dir>/cache/compile-artifacts.
+    compile_artifacts: Path | None = None
     template_cache: bool = True  # reuse face detection + VAE encodes of a video seen before
     template_cache_max_gb: float = Field(4.0, gt=0)
     detect_workers: int = Field(0, ge=0)  # face-detection threads; 0 = all cores but one
@@ -99,6 +102,10 @@ class Settings(BaseSettings):
     @property
     def compile_cache_dir(self) -> Path:
         return self.cache_dir / "inductor"
+
+    @property
+    def compile_artifacts_dir(self) -> Path:
+        return self.compile_artifacts or self.cache_dir / "compile-artifacts"
 
     def default_params(self) -> dict[str, Any]:
         """Job parameters a request leaves unset."""

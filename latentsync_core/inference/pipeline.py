@@ -30,6 +30,7 @@ import torch
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.background import Prefetch
 from latentsync_core.errors import MediaError
+from latentsync_core.inference.compile_cache import CompileArtifacts, artifact_key, environment_key_fields
 from latentsync_core.inference.composite import Compositor
 from latentsync_core.inference.conditioning import Conditioner, load_mask, with_aligned_faces
 from latentsync_core.inference.context import CancelFn, JobContext, ProgressFn, open_job
@@ -100,6 +101,7 @@ class LipSyncPipeline:
         workers = detect_workers if detect_workers is not None else default_detect_workers()
         self.planner = SourcePlanner(models.detector, models.resolution, workers)
         self.fast_path_ready = not self.accel.compile
+        self.compile_artifacts = "none"  # loaded / saved / none: how the last compile used the artifact cache
 
     # ---- set-up and what the service reports ---------------------------------------------
     def _window_shapes(self, batch: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -115,16 +117,39 @@ class LipSyncPipeline:
         self.unet.run_once(unet_shape, ctx_shape)
         self.vae.run_once(image_shape)
 
-    def prepare_fast_path(self) -> float:
+    def prepare_fast_path(self, artifacts: CompileArtifacts | None = None) -> float:
         """Compile the full-window shapes (guidance on: batch 2). Safe to call on a thread
-        while jobs run: they use the eager modules until this returns. Seconds taken."""
+        while jobs run: they use the eager modules until this returns. With ``artifacts``,
+        kernels compiled before for this exact set-up are loaded first (a fresh process
+        then compiles in seconds) and, when there were none, saved after. Seconds taken."""
         if not self.accel.compile:
             return 0.0
         unet_shape, ctx_shape, image_shape = self._window_shapes()
+        fields = self.compile_key_fields()
+        key = artifact_key(fields)
+        loaded = artifacts is not None and artifacts.load(key)
         seconds = self.unet.prepare(unet_shape, ctx_shape) + self.vae.prepare(image_shape)
         self.fast_path_ready = True
-        log.info("compiled UNet and VAE for full windows in %.1f s", seconds)
+        if loaded:
+            self.compile_artifacts = "loaded"
+        elif artifacts is not None and artifacts.save(key, fields) is not None:
+            self.compile_artifacts = "saved"
+        log.info("compiled UNet and VAE for full windows in %.1f s (artifacts: %s)", seconds, self.compile_artifacts)
         return seconds
+
+    def compile_key_fields(self) -> dict[str, object]:
+        """Everything the compiled full-window kernels depend on (the artifact cache's key)."""
+        m = self.m
+        unet_shape, ctx_shape, image_shape = self._window_shapes()
+        return {
+            **environment_key_fields(m.device),
+            "unet": asdict(m.unet.config),
+            "vae": dict(m.vae.config),
+            "dtype": str(m.dtype),
+            "channels_last": self.accel.channels_last,
+            "backend": self.accel.backend,
+            "shapes": [unet_shape, ctx_shape, image_shape],
+        }
 
     def fingerprint(self) -> str:
         """What cached templates depend on besides the video's bytes."""
@@ -145,6 +170,7 @@ class LipSyncPipeline:
             "resolution": m.resolution,
             "load_seconds": round(m.load_seconds, 2),
             "fast_path_ready": self.fast_path_ready and self.accel.compile,
+            "compile_artifacts": self.compile_artifacts,
         }
         if m.is_demo:
             info["notice"] = "demo weights: random model, no real lip-sync"
