@@ -41,6 +41,7 @@ from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio, to_int16
+from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS
 from latentsync_core.sync.stream import SyncTap
@@ -89,8 +90,10 @@ class LipSyncPipeline:
         template_cache: TemplateCache | None = None,
         detect_workers: int | None = None,
         syncnet: torch.nn.Module | None = None,
+        limits: MediaLimits | None = None,
     ):
         self.m = models
+        self.limits = limits or MediaLimits()  # what inputs may be; a service sets its own
         self.syncnet = syncnet  # a SyncNetV2 with its ``weights_label``: every output gets a sync score
         self.mask = load_mask(models.resolution)
         self.accel = accel or AccelOptions()
@@ -177,7 +180,16 @@ class LipSyncPipeline:
         m = self.m
         with (
             open_job(
-                video_path, audio_path, output_path, params, m.device, m.dtype, progress, should_cancel, work_dir
+                video_path,
+                audio_path,
+                output_path,
+                params,
+                m.device,
+                m.dtype,
+                progress,
+                should_cancel,
+                work_dir,
+                self.limits,
             ) as ctx,
             ExitStack() as job,
         ):
@@ -196,14 +208,15 @@ class LipSyncPipeline:
 
     def _check_inputs(self, ctx: JobContext) -> MediaInfo:
         with ctx.stage("probe"):
-            video = probe_video(ctx.video_path)
-            probe_audio(ctx.audio_path)
+            video = probe_video(ctx.video_path, ctx.limits)
+            ctx.limits.check_video(video)
+            ctx.limits.check_audio(probe_audio(ctx.audio_path, ctx.limits))
         return video
 
     def _encode_audio(self, ctx: JobContext) -> tuple[np.ndarray, torch.Tensor, int]:
         """The speech, its Whisper features, and the number of output frames they give."""
         with ctx.stage("audio"):
-            samples = load_audio(ctx.audio_path)
+            samples = load_audio(ctx.audio_path, max_seconds=ctx.limits.max_audio_seconds())
             if samples.size < 160:  # under 10 ms: nothing to lip-sync to
                 raise MediaError("EMPTY_AUDIO", "the audio track is empty")
             features = self.m.whisper.features_from_samples(samples)

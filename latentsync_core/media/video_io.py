@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg
+from latentsync_core.media.container import input_args
+from latentsync_core.media.ffmpeg_bin import ffmpeg_exe
+from latentsync_core.media.input_file import inherited_fds
+from latentsync_core.media.limits import video_too_long
 
 FPS = 25
 
@@ -20,19 +23,28 @@ class FrameReader:
 
     Frames come out at the displayed size (ffmpeg applies the rotation metadata), so the
     caller sees what a player shows. Use as a context manager or iterate to the end.
+
+    ``max_frames`` bounds what is decoded whatever the container claims: reading one frame
+    more raises MediaError ``VIDEO_TOO_LONG`` (and stops the decoder when closed).
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: int = FPS):
-        self._start(width, height, ["-i", input_arg(path), "-vf", f"fps={fps},scale={width}:{height}"])
+    max_frames: int | None = None
+    fps: float = FPS
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int = FPS, max_frames: int | None = None):
+        self.max_frames, self.fps = max_frames, fps
+        self._start(width, height, [*input_args(path), "-vf", f"fps={fps},scale={width}:{height}"])
 
     def _start(self, width: int, height: int, input_args: list[str]) -> None:
         """Run ffmpeg with ``input_args`` (the input and how to read it), decoding the first
         video stream to raw RGB frames of ``width`` x ``height`` on a pipe."""
         self.width, self.height = width, height
         self.frame_bytes = width * height * 3
+        self.count = 0
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args,
                "-map", "0:v:0", "-an", "-sn", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes,
+                                      pass_fds=inherited_fds(cmd))  # fmt: skip
         self._stderr = bytearray()
         self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._err_thread.start()
@@ -49,6 +61,9 @@ class FrameReader:
         buf = self._proc.stdout.read(self.frame_bytes)
         if len(buf) < self.frame_bytes:
             return None
+        self.count += 1
+        if self.max_frames is not None and self.count > self.max_frames:
+            raise video_too_long(self.max_frames / self.fps, (self.max_frames - 1) / self.fps, decoded=True)
         return np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -99,7 +114,7 @@ class VideoWriter:
         ]  # fmt: skip
         lossless = Path(path).suffix.lower() == ".mkv"
         if audio_path is not None:
-            cmd += ["-i", input_arg(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
+            cmd += [*input_args(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
             cmd += ["-c:a", "flac"] if lossless else ["-c:a", "aac", "-b:a", "160k"]
         if lossless:
             cmd += ["-c:v", "ffv1", "-pix_fmt", "bgr0"]
@@ -109,7 +124,7 @@ class VideoWriter:
         if metadata_comment:
             cmd += ["-metadata", f"comment={metadata_comment}"]
         cmd += [str(Path(path).resolve())]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=inherited_fds(cmd))
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
