@@ -204,7 +204,7 @@ class LipSyncPipeline:
             with ctx.stage("encode"):
                 output.close()
             sync = self._score_sync(ctx, tap, samples)
-            return self._result(ctx, video, plan, n_out, session.publish(plan), sync)
+            return self._result(ctx, output, plan, n_out, session.publish(plan), sync)
 
     def _check_inputs(self, ctx: JobContext) -> MediaInfo:
         with ctx.stage("probe"):
@@ -275,17 +275,18 @@ class LipSyncPipeline:
         output.drain()
 
     def _result(
-        self, ctx: JobContext, video: MediaInfo, plan: SourcePlan, n_out: int, cache: dict | None, sync: dict | None
+        self, ctx: JobContext, output: OutputVideo, plan: SourcePlan, n_out: int, cache: dict | None, sync: dict | None
     ) -> LipSyncResult:
+        """What the job made, as its file has it (frames counted in the file, the encoded size)."""
         m = self.m
         if m.is_demo:
             log.warning("%s: %s", ctx.output_path.name, DEMO_NOTICE)
         return LipSyncResult(
             output_path=ctx.output_path,
-            frames=n_out,
-            duration=n_out / FPS,
-            width=video.width,
-            height=video.height,
+            frames=output.frames_in_file,
+            duration=output.frames_in_file / FPS,
+            width=output.size_in_file[0],
+            height=output.size_in_file[1],
             fps=FPS,
             frames_without_face=plan.frames_without_face,  # every decoded source frame is shown
             source_frames=plan.frame_count,

@@ -3,6 +3,7 @@ the whole video in memory."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from latentsync_core.media.container import input_args
-from latentsync_core.media.ffmpeg_bin import ffmpeg_exe
+from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, run_ffmpeg
 from latentsync_core.media.input_file import inherited_fds
 from latentsync_core.media.limits import video_too_long
 
@@ -108,11 +109,15 @@ class VideoWriter:
         metadata_comment: str | None = None,
     ):
         self.width, self.height = width, height
+        self.path = Path(path)
+        self.frames = 0  # written so far
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
         ]  # fmt: skip
         lossless = Path(path).suffix.lower() == ".mkv"
+        # The size the file has: H.264 in 4:2:0 pads odd sizes by a pixel.
+        self.file_size = (width, height) if lossless else (width + width % 2, height + height % 2)
         if audio_path is not None:
             cmd += [*input_args(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
             cmd += ["-c:a", "flac"] if lossless else ["-c:a", "aac", "-b:a", "160k"]
@@ -132,6 +137,7 @@ class VideoWriter:
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            self.frames += 1
         except BrokenPipeError as exc:
             raise RuntimeError(f"ffmpeg encoder stopped: {self._read_err()}") from exc
 
@@ -154,3 +160,13 @@ class VideoWriter:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
+
+
+_FRAME_STAT = re.compile(rb"frame=\s*(\d+)")
+
+
+def count_video_frames(path: str | Path) -> int:
+    """Frames of the first video stream, counted from its packets (``-c copy``, no decoding)."""
+    proc = run_ffmpeg([*input_args(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
+    counts = _FRAME_STAT.findall(proc.stderr)
+    return int(counts[-1]) if counts else 0
