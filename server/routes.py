@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from latentsync_core.errors import MediaError
+from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs
 from server.deps import CallerDep, JobDep, ServiceDep, require_api_key
 from server.errors import APIError
@@ -117,7 +118,7 @@ async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JS
             s = svc.settings
             if params.webhook_url:
                 await run_in_threadpool(_check_webhook, svc, params.webhook_url)
-            await run_in_threadpool(_check_media, video, audio, s.max_video_s, s.max_audio_s)
+            await run_in_threadpool(_check_media, video, audio, s.media_limits())
             resolved = svc.resolve_params(params)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -171,9 +172,10 @@ def _check_webhook(svc: Service, url: str) -> None:
         raise APIError(400, "WEBHOOK_NOT_ALLOWED", f"webhook_url not allowed: {exc}") from exc
 
 
-def _check_media(video: Path, audio: Path, max_video_s: float, max_audio_s: float) -> None:
+def _check_media(video: Path, audio: Path, limits: MediaLimits) -> None:
+    """Blocking (ffprobe children, time- and memory-capped): runs on a worker thread."""
     try:
-        check_inputs(video, audio, max_video_s, max_audio_s)
+        check_inputs(video, audio, limits)
     except MediaError as exc:
         raise APIError(400, exc.code, exc.message) from exc
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from latentsync_core.inference.params import PARAM_BOUNDS, LipSyncParams
+from latentsync_core.media.limits import MediaLimits
 
 if TYPE_CHECKING:
     from latentsync_core.inference.factory import PipelineOptions
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     record_ttl_s: int = Field(7 * 24 * 3600, ge=1)  # finished job records are purged after this
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # names or CIDRs
 
+    # Hostile media (issue 16). MAX_VIDEO_S/MAX_AUDIO_S above hold for what is decoded too.
+    max_pixels: int = Field(3840 * 2160, ge=1)  # decoded frame width x height; larger: FRAME_TOO_LARGE
+    probe_timeout_s: float = Field(30.0, gt=0)  # one ffprobe/ffmpeg probe of an input
+    probe_memory_mb: int = Field(1024, ge=64)  # address space a probe's child may take
+
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_more_lists(cls, value: object) -> object:
@@ -107,6 +113,13 @@ class Settings(BaseSettings):
     def compile_artifacts_dir(self) -> Path:
         return self.compile_artifacts or self.cache_dir / "compile-artifacts"
 
+    def media_limits(self) -> MediaLimits:
+        """What job inputs may be, for the upload check and the pipeline alike. Inputs are
+        read after they were checked: a name replaced by a symlink is never followed."""
+        return MediaLimits(max_video_s=self.max_video_s, max_audio_s=self.max_audio_s, max_pixels=self.max_pixels,
+                           probe_timeout_s=self.probe_timeout_s, probe_memory_mb=self.probe_memory_mb,
+                           follow_symlinks=False)  # fmt: skip
+
     def default_params(self) -> dict[str, Any]:
         """Job parameters a request leaves unset."""
         return {
@@ -136,4 +149,5 @@ class Settings(BaseSettings):
             detect_workers=self.detect_workers or None,
             warmup=self.warmup,
             sync_score={"auto": None, "on": True, "off": False}[self.sync_score],
+            media_limits=self.media_limits(),
         )

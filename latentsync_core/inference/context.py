@@ -1,4 +1,7 @@
-"""What one job's stages share: its files, parameters, callbacks, work folder and device."""
+"""What one job's stages share: its files, parameters, limits, callbacks, work folder and
+device. The two inputs are opened once here (``InputFile``: a regular file, no blocking,
+no symlink when the limits say so) and every stage reads them through those descriptors,
+so replacing a name after the job started changes nothing."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import torch
 
 from latentsync_core.errors import Cancelled
 from latentsync_core.inference.params import LipSyncParams
+from latentsync_core.media.input_file import InputFile
+from latentsync_core.media.limits import MediaLimits
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 CancelFn = Callable[[], bool]  # polled between steps: True stops the job
@@ -29,13 +34,14 @@ def _never() -> bool:
 
 @dataclass
 class JobContext:
-    video_path: Path
+    video_path: Path  # /proc/self/fd/N of the opened input
     audio_path: Path
     output_path: Path
     params: LipSyncParams
     work: Path  # the job's private folder: frame store, moments, the partial output
     device: torch.device
     dtype: torch.dtype
+    limits: MediaLimits = field(default_factory=MediaLimits)
     report: ProgressFn = _no_progress
     should_cancel: CancelFn = _never
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
@@ -70,23 +76,31 @@ def open_job(
     progress: ProgressFn | None = None,
     should_cancel: CancelFn | None = None,
     work_dir: str | Path | None = None,
+    limits: MediaLimits | None = None,
 ) -> Iterator[JobContext]:
-    """A job's context; without ``work_dir`` a temporary work folder, removed afterwards."""
+    """A job's context with its inputs held open; without ``work_dir`` a temporary work
+    folder, removed afterwards. Raises MediaError when an input is missing, not a regular
+    file, or (``limits.follow_symlinks`` false) a symlink."""
+    limits = limits or MediaLimits()
     own_work = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="latentsync-")) if own_work else Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        yield JobContext(
-            video_path=Path(video_path),
-            audio_path=Path(audio_path),
-            output_path=Path(output_path),
-            params=params,
-            work=work,
-            device=device,
-            dtype=dtype,
-            report=progress or _no_progress,
-            should_cancel=should_cancel or _never,
-        )
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
+    with ExitStack() as held:
+        video = held.enter_context(InputFile(video_path, limits.follow_symlinks))
+        audio = held.enter_context(InputFile(audio_path, limits.follow_symlinks))
+        work = Path(tempfile.mkdtemp(prefix="latentsync-")) if own_work else Path(work_dir)  # type: ignore[arg-type]
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            yield JobContext(
+                video_path=video.path,
+                audio_path=audio.path,
+                output_path=Path(output_path),
+                params=params,
+                work=work,
+                device=device,
+                dtype=dtype,
+                limits=limits,
+                report=progress or _no_progress,
+                should_cancel=should_cancel or _never,
+            )
+        finally:
+            if own_work:
+                shutil.rmtree(work, ignore_errors=True)

@@ -14,6 +14,7 @@ from latentsync_core.inference.pipeline import LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions
 from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.loading import load_models
+from latentsync_core.media.limits import MediaLimits
 from latentsync_core.sync.video import SYNCNET_V2_FILE, load_syncnet_v2
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class PipelineOptions:
     # Score every output with SyncNetV2: True, False, or None = when its weights exist
     # (checkpoint_dir/auxiliary/syncnet_v2.model) or with demo weights (a random SyncNet).
     sync_score: bool | None = None
+    media_limits: MediaLimits | None = None  # what job inputs may be; None: only the probe is limited
 
 
 def _syncnet(options: PipelineOptions, device: torch.device) -> torch.nn.Module | None:
@@ -77,6 +79,7 @@ def build_pipeline(options: PipelineOptions) -> LipSyncPipeline:
         template_cache=cache,
         detect_workers=options.detect_workers,
         syncnet=_syncnet(options, models.device),
+        limits=options.media_limits,
     )
     if options.warmup:
         pipeline.warmup()

@@ -10,7 +10,7 @@ import torch
 from latentsync_core.background import Drain
 from latentsync_core.inference.composite import to_host
 from latentsync_core.inference.context import JobContext
-from latentsync_core.media.video_io import VideoWriter
+from latentsync_core.media.video_io import VideoWriter, count_video_frames
 from latentsync_core.sync.stream import SyncTap
 
 
@@ -26,6 +26,8 @@ class OutputVideo:
         self.writer = VideoWriter(self.partial, width, height, ctx.audio_path, metadata_comment=comment)
         self.feed = Drain(self._write, depth=2, name="encode-feed")
         self.done = False
+        self.frames_in_file = 0  # what the finished file holds (a job reports these, not its plan)
+        self.size_in_file = self.writer.file_size
 
     def _write(self, item: tuple[torch.Tensor, torch.cuda.Event | None]) -> None:
         frames, copied = item
@@ -48,6 +50,7 @@ class OutputVideo:
     def close(self) -> None:
         """Finish the file and move it to the output path."""
         self.writer.close()
+        self.frames_in_file = count_video_frames(self.partial)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(self.partial), self.target)
         self.done = True

@@ -42,6 +42,7 @@ from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio, to_int16
+from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS
 from latentsync_core.sync.stream import SyncTap
@@ -90,8 +91,10 @@ class LipSyncPipeline:
         template_cache: TemplateCache | None = None,
         detect_workers: int | None = None,
         syncnet: torch.nn.Module | None = None,
+        limits: MediaLimits | None = None,
     ):
         self.m = models
+        self.limits = limits or MediaLimits()  # what inputs may be; a service sets its own
         self.syncnet = syncnet  # a SyncNetV2 with its ``weights_label``: every output gets a sync score
         self.mask = load_mask(models.resolution)
         self.accel = accel or AccelOptions()
@@ -203,7 +206,16 @@ class LipSyncPipeline:
         m = self.m
         with (
             open_job(
-                video_path, audio_path, output_path, params, m.device, m.dtype, progress, should_cancel, work_dir
+                video_path,
+                audio_path,
+                output_path,
+                params,
+                m.device,
+                m.dtype,
+                progress,
+                should_cancel,
+                work_dir,
+                self.limits,
             ) as ctx,
             ExitStack() as job,
         ):
@@ -218,18 +230,19 @@ class LipSyncPipeline:
             with ctx.stage("encode"):
                 output.close()
             sync = self._score_sync(ctx, tap, samples)
-            return self._result(ctx, video, plan, n_out, session.publish(plan), sync)
+            return self._result(ctx, output, plan, n_out, session.publish(plan), sync)
 
     def _check_inputs(self, ctx: JobContext) -> MediaInfo:
         with ctx.stage("probe"):
-            video = probe_video(ctx.video_path)
-            probe_audio(ctx.audio_path)
+            video = probe_video(ctx.video_path, ctx.limits)
+            ctx.limits.check_video(video)
+            ctx.limits.check_audio(probe_audio(ctx.audio_path, ctx.limits))
         return video
 
     def _encode_audio(self, ctx: JobContext) -> tuple[np.ndarray, torch.Tensor, int]:
         """The speech, its Whisper features, and the number of output frames they give."""
         with ctx.stage("audio"):
-            samples = load_audio(ctx.audio_path)
+            samples = load_audio(ctx.audio_path, max_seconds=ctx.limits.max_audio_seconds())
             if samples.size < 160:  # under 10 ms: nothing to lip-sync to
                 raise MediaError("EMPTY_AUDIO", "the audio track is empty")
             features = self.m.whisper.features_from_samples(samples)
@@ -288,17 +301,18 @@ class LipSyncPipeline:
         output.drain()
 
     def _result(
-        self, ctx: JobContext, video: MediaInfo, plan: SourcePlan, n_out: int, cache: dict | None, sync: dict | None
+        self, ctx: JobContext, output: OutputVideo, plan: SourcePlan, n_out: int, cache: dict | None, sync: dict | None
     ) -> LipSyncResult:
+        """What the job made, as its file has it (frames counted in the file, the encoded size)."""
         m = self.m
         if m.is_demo:
             log.warning("%s: %s", ctx.output_path.name, DEMO_NOTICE)
         return LipSyncResult(
             output_path=ctx.output_path,
-            frames=n_out,
-            duration=n_out / FPS,
-            width=video.width,
-            height=video.height,
+            frames=output.frames_in_file,
+            duration=output.frames_in_file / FPS,
+            width=output.size_in_file[0],
+            height=output.size_in_file[1],
             fps=FPS,
             frames_without_face=plan.frames_without_face,  # every decoded source frame is shown
             source_frames=plan.frame_count,

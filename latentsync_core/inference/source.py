@@ -132,7 +132,9 @@ class SourcePlanner:
         matrices: list[np.ndarray | None] = []
         boxes: list[tuple[float, ...]] = []
         try:
-            with FrameReader(ctx.video_path, info.width, info.height) as reader:
+            # Decoding stops at the video limit, whatever the container claimed (VIDEO_TOO_LONG).
+            max_frames = ctx.limits.max_video_frames(FPS)
+            with FrameReader(ctx.video_path, info.width, info.height, max_frames=max_frames) as reader:
                 frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
                 for frame, face in detect_in_order(self.detector, frames, self.detect_workers):
                     if store is not None:

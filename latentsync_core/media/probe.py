@@ -12,9 +12,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from latentsync_core.media.ffmpeg_bin import MediaError, ffmpeg_exe, ffprobe_exe, input_arg
+from latentsync_core.media.container import input_args
+from latentsync_core.media.ffmpeg_bin import MediaError, capped, ffmpeg_exe, ffprobe_exe
+from latentsync_core.media.input_file import InputFile, display_name, held_open, inherited_fds
+from latentsync_core.media.limits import MediaLimits
 
-PROBE_TIMEOUT_S = 30
+DEFAULT_LIMITS = MediaLimits()
 
 
 @dataclass(frozen=True)
@@ -32,53 +35,62 @@ class MediaInfo:
     audio_codec: str = ""
 
 
-def probe(path: str | Path) -> MediaInfo:
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError("FILE_NOT_FOUND", f"file not found: {path.name}")
-    if path.stat().st_size == 0:
-        raise MediaError("EMPTY_FILE", f"{path.name} is empty")
-    ffprobe = ffprobe_exe()
-    return _probe_ffprobe(ffprobe, path) if ffprobe else _probe_ffmpeg(path)
+def probe(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
+    """What ffprobe (or ffmpeg) says of the file, opened as its detected container only
+    (``container.py``), by a child process held to ``limits``' probe time and memory."""
+    with held_open(path) as held:
+        if held.stat().st_size == 0:
+            raise MediaError("EMPTY_FILE", f"{display_name(path)} is empty")
+        ffprobe = ffprobe_exe()
+        return _probe_ffprobe(ffprobe, held, limits) if ffprobe else _probe_ffmpeg(held, limits)
 
 
-def probe_video(path: str | Path) -> MediaInfo:
+def probe_video(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
     """Probe and require a decodable video stream."""
-    info = probe(path)
+    info = probe(path, limits)
     if not info.has_video or info.width <= 0 or info.height <= 0:
-        raise MediaError("NO_VIDEO_STREAM", f"{Path(path).name} has no video stream")
+        raise MediaError("NO_VIDEO_STREAM", f"{display_name(path)} has no video stream")
     return info
 
 
-def probe_audio(path: str | Path) -> MediaInfo:
+def probe_audio(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
     """Probe and require an audio stream."""
-    info = probe(path)
+    info = probe(path, limits)
     if not info.has_audio:
-        raise MediaError("NO_AUDIO_STREAM", f"{Path(path).name} has no audio stream")
+        raise MediaError("NO_AUDIO_STREAM", f"{display_name(path)} has no audio stream")
     return info
 
 
-def check_inputs(
-    video: str | Path, audio: str | Path, max_video_s: float, max_audio_s: float
-) -> tuple[MediaInfo, MediaInfo]:
-    """What a job needs before it is queued: a video stream, an audio stream, both within
-    their duration limits, and some audio. Runs ffprobe: call it off any event loop."""
-    vinfo = probe_video(video)
-    ainfo = probe_audio(audio)
-    if vinfo.duration > max_video_s:
-        raise MediaError("VIDEO_TOO_LONG", f"video lasts {vinfo.duration:.0f} s; the limit is {max_video_s:.0f} s")
-    if ainfo.duration > max_audio_s:
-        raise MediaError("AUDIO_TOO_LONG", f"audio lasts {ainfo.duration:.0f} s; the limit is {max_audio_s:.0f} s")
+def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
+    """What a job needs before it is queued: a video stream within the pixel limit, an
+    audio stream, durations (as the containers state them) within their limits, and some
+    audio. Runs ffprobe: call it off any event loop."""
+    with InputFile(video, limits.follow_symlinks) as v, InputFile(audio, limits.follow_symlinks) as a:
+        vinfo = probe_video(v.path, limits)
+        ainfo = probe_audio(a.path, limits)
+    limits.check_video(vinfo)
+    limits.check_audio(ainfo)
     if ainfo.duration <= 0.01:
         raise MediaError("EMPTY_AUDIO", "the audio track is empty")
     return vinfo, ainfo
 
 
-def _probe_ffprobe(ffprobe: str, path: Path) -> MediaInfo:
-    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", input_arg(path)]
-    proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+def _run_probe(cmd: list[str], path: Path, limits: MediaLimits) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(capped(cmd, limits.probe_memory_mb << 20), capture_output=True,
+                              timeout=limits.probe_timeout_s, check=False, pass_fds=inherited_fds(cmd))  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(
+            "PROBE_FAILED", f"{display_name(path)} could not be probed within {limits.probe_timeout_s:.0f} s"
+        ) from exc
+
+
+def _probe_ffprobe(ffprobe: str, path: Path, limits: MediaLimits) -> MediaInfo:
+    cmd = [ffprobe, "-v", "error", "-threads", "1", "-print_format", "json", "-show_format", "-show_streams",
+           *input_args(path)]  # fmt: skip
+    proc = _run_probe(cmd, path, limits)
     if proc.returncode != 0:
-        raise MediaError("INVALID_MEDIA", f"{path.name} is not a readable media file")
+        raise MediaError("INVALID_MEDIA", f"{display_name(path)} is not a readable media file")
     data = json.loads(proc.stdout or b"{}")
     streams = data.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)), None)
@@ -123,19 +135,21 @@ def _rotation_from_ffprobe(stream: dict) -> int:
 _INPUT = re.compile(r"^Input #0, (.+?), from ", re.M)
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 _STREAM = re.compile(r"^\s*Stream #0:\d+\S*: (Video|Audio): (.*)$", re.M)
-_SIZE = re.compile(r"(?<![\dx])(\d{1,5})x(\d{1,5})(?![\dx])")
+# The size is its own comma-separated field ("yuv420p, 64x48 [SAR 1:1 ...], 25 fps"), unlike
+# codec tags such as "(FMP4 / 0x34504D46)".
+_SIZE = re.compile(r"(?<=, )(\d{1,5})x(\d{1,5})(?=[ ,]|$)")
 _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 _HZ = re.compile(r"(\d+) Hz")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees|rotate\s*:\s*(-?\d+)")
 
 
-def _probe_ffmpeg(path: Path) -> MediaInfo:
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", input_arg(path)]
-    proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+def _probe_ffmpeg(path: Path, limits: MediaLimits) -> MediaInfo:
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-threads", "1", *input_args(path)]
+    proc = _run_probe(cmd, path, limits)
     text = proc.stderr.decode(errors="replace")
     header = _INPUT.search(text)
     if header is None:
-        raise MediaError("INVALID_MEDIA", f"{path.name} is not a readable media file")
+        raise MediaError("INVALID_MEDIA", f"{display_name(path)} is not a readable media file")
     duration = 0.0
     if m := _DURATION.search(text):
         duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))

@@ -3,6 +3,7 @@ the whole video in memory."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg
+from latentsync_core.media.container import input_args
+from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, run_ffmpeg
+from latentsync_core.media.input_file import inherited_fds
+from latentsync_core.media.limits import video_too_long
 
 FPS = 25
 
@@ -20,19 +24,28 @@ class FrameReader:
 
     Frames come out at the displayed size (ffmpeg applies the rotation metadata), so the
     caller sees what a player shows. Use as a context manager or iterate to the end.
+
+    ``max_frames`` bounds what is decoded whatever the container claims: reading one frame
+    more raises MediaError ``VIDEO_TOO_LONG`` (and stops the decoder when closed).
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: int = FPS):
-        self._start(width, height, ["-i", input_arg(path), "-vf", f"fps={fps},scale={width}:{height}"])
+    max_frames: int | None = None
+    fps: float = FPS
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int = FPS, max_frames: int | None = None):
+        self.max_frames, self.fps = max_frames, fps
+        self._start(width, height, [*input_args(path), "-vf", f"fps={fps},scale={width}:{height}"])
 
     def _start(self, width: int, height: int, input_args: list[str]) -> None:
         """Run ffmpeg with ``input_args`` (the input and how to read it), decoding the first
         video stream to raw RGB frames of ``width`` x ``height`` on a pipe."""
         self.width, self.height = width, height
         self.frame_bytes = width * height * 3
+        self.count = 0
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args,
                "-map", "0:v:0", "-an", "-sn", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes)
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes,
+                                      pass_fds=inherited_fds(cmd))  # fmt: skip
         self._stderr = bytearray()
         self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._err_thread.start()
@@ -49,6 +62,9 @@ class FrameReader:
         buf = self._proc.stdout.read(self.frame_bytes)
         if len(buf) < self.frame_bytes:
             return None
+        self.count += 1
+        if self.max_frames is not None and self.count > self.max_frames:
+            raise video_too_long(self.max_frames / self.fps, (self.max_frames - 1) / self.fps, decoded=True)
         return np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -93,13 +109,17 @@ class VideoWriter:
         metadata_comment: str | None = None,
     ):
         self.width, self.height = width, height
+        self.path = Path(path)
+        self.frames = 0  # written so far
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
         ]  # fmt: skip
         lossless = Path(path).suffix.lower() == ".mkv"
+        # The size the file has: H.264 in 4:2:0 pads odd sizes by a pixel.
+        self.file_size = (width, height) if lossless else (width + width % 2, height + height % 2)
         if audio_path is not None:
-            cmd += ["-i", input_arg(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
+            cmd += [*input_args(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
             cmd += ["-c:a", "flac"] if lossless else ["-c:a", "aac", "-b:a", "160k"]
         if lossless:
             cmd += ["-c:v", "ffv1", "-pix_fmt", "bgr0"]
@@ -109,7 +129,7 @@ class VideoWriter:
         if metadata_comment:
             cmd += ["-metadata", f"comment={metadata_comment}"]
         cmd += [str(Path(path).resolve())]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=inherited_fds(cmd))
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
@@ -117,6 +137,7 @@ class VideoWriter:
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            self.frames += 1
         except BrokenPipeError as exc:
             raise RuntimeError(f"ffmpeg encoder stopped: {self._read_err()}") from exc
 
@@ -139,3 +160,13 @@ class VideoWriter:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
+
+
+_FRAME_STAT = re.compile(rb"frame=\s*(\d+)")
+
+
+def count_video_frames(path: str | Path) -> int:
+    """Frames of the first video stream, counted from its packets (``-c copy``, no decoding)."""
+    proc = run_ffmpeg([*input_args(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
+    counts = _FRAME_STAT.findall(proc.stderr)
+    return int(counts[-1]) if counts else 0
