@@ -1,4 +1,5 @@
-"""What the routes share: settings, job store, lifecycle, worker, the loaded pipeline."""
+"""What the routes share: settings, job store, lifecycle, the device workers (one per device,
+seen as one ``worker``), the loaded pipelines (seen as one ``pipeline``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from server.devices import DevicePool, device_options, host_name, resolve_devices
 from server.errors import APIError
 from server.job_store import Job, JobStore
 from server.lifecycle import JobLifecycle, JobStatus
@@ -37,8 +39,12 @@ class Service:
                                  allow=settings.webhook_allow_hosts)  # fmt: skip
         self.webhook_policy = webhooks.policy
         self.lifecycle = JobLifecycle(self.store, self.metrics, webhooks)
-        self.worker = GPUWorker(self.store, self.metrics, self.lifecycle, self.board)
-        self.pipeline: Any = None
+        self.devices = resolve_devices(settings.gpu_ids, settings.device, settings.gpu_id)
+        host = host_name(settings)
+        workers = [GPUWorker(self.store, self.metrics, self.lifecycle, self.board, spec.name, host)
+                   for spec in self.devices]  # fmt: skip
+        self.worker = DevicePool(workers, self.store, self.metrics, split=settings.split_windows == "auto")
+        self.pipeline: Any = None  # the DevicePool once every device's models are loaded
         self.state = "loading"
         self.fast_path = "off"  # off, compiling, ready, failed
         self.load_error: str | None = None
@@ -52,17 +58,18 @@ class Service:
     def load_models(self) -> None:
         from latentsync_core.inference import build_pipeline
 
-        try:
-            pipeline = build_pipeline(self.settings.pipeline_options())
+        options = self.settings.pipeline_options()
+        try:  # one model copy per device
+            pipelines = [build_pipeline(device_options(options, spec)) for spec in self.devices]
         except Exception as exc:  # reported by /ready; the process stays up for diagnosis
             log.exception("model loading failed")
             self.state, self.load_error = "error", str(exc)
             return
-        self.pipeline = self.worker.pipeline = pipeline
+        self.worker.set_pipelines(pipelines)
+        self.pipeline = self.worker
         self.state = "ready"
-        self.worker.wake()
-        log.info("ready (%s)", pipeline.describe())
-        if pipeline.accel.compile:  # a daemon thread: shutting down never waits for a compile
+        log.info("ready (%s)", self.worker.describe())
+        if pipelines[0].accel.compile:  # a daemon thread: shutting down never waits for a compile
             threading.Thread(target=self.compile_fast_path, name="compile", daemon=True).start()
 
     def compile_fast_path(self) -> None:
@@ -70,7 +77,7 @@ class Service:
         cached on disk, so a restart takes seconds instead of minutes."""
         self.fast_path = "compiling"
         try:
-            seconds = self.pipeline.prepare_fast_path()
+            seconds = sum(pipeline.prepare_fast_path() for pipeline in self.worker.pipelines)
             self.fast_path = "ready"
             log.info("fast path ready (compiled in %.1f s)", seconds)
         except Exception:  # the eager path keeps serving

@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     record_ttl_s: int = Field(7 * 24 * 3600, ge=1)  # finished job records are purged after this
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # names or CIDRs
 
+    # Scale (issue 14): every device of this host, then many hosts.
+    # Devices this process serves, one model copy and one worker each: "all" (every GPU),
+    # "0,1" (those GPUs), "cpu,cpu" (CPU workers, for tests); empty: one, from device/gpu_id.
+    gpu_ids: str = ""
+    # Lend idle devices to a running job's windows: auto = while no job waits (the queue is
+    # shorter than the devices); the output is the same however the windows are split.
+    split_windows: Literal["auto", "off"] = "auto"
+    # Many hosts: "redis://host:6379/0" makes the API enqueue on Celery (Redis broker) and keep
+    # job records in Redis; `latentsync worker` runs the jobs. Empty: embedded (SQLite, in process).
+    broker_url: str = ""
+    # Celery redelivers an unacknowledged job after this long: longer than the longest job.
+    visibility_timeout_s: int = Field(6 * 3600, ge=60)
+    worker_name: str = ""  # how job records name this host (empty: the host name)
+
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_more_lists(cls, value: object) -> object:

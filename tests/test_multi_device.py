@@ -8,6 +8,7 @@ copy per device, one worker thread per device, windows handed between them).
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from latentsync_core.inference.pipeline import LipSyncResult
 from latentsync_core.loading import load_models
 from latentsync_core.media.probe import probe_video
 from tests.media_helpers import make_audio, make_clip, read_frames
+from tests.server_helpers import ServerProcess
 
 FAST = LipSyncParams(inference_steps=2, seed=77)
 
@@ -168,3 +170,42 @@ def test_cancel_reaches_the_borrowed_device(
         del helper.unet.full
     assert calls["helper"] == 1  # the helper stopped at the step after the cancel
     assert not lender.lent and not (tmp_path / "o.mkv").exists()
+
+
+# ---- the service with two devices --------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_device_server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
+    srv = ServerProcess(tmp_path_factory.mktemp("srv"), gpu_ids="cpu,cpu", detect_workers=1).start()
+    yield srv
+    srv.stop()
+
+
+def test_service_runs_a_job_per_device_and_lends_idle_ones(
+    two_device_server: ServerProcess, looped_inputs: tuple[Path, Path]
+) -> None:
+    srv = two_device_server
+    ready = srv.client.get("/ready").json()
+    assert [d["name"] for d in ready["devices"]] == ["cpu:0", "cpu:1"]
+    assert all(d["loaded"] and d["device"] == "cpu" for d in ready["devices"])
+    video, audio = looped_inputs
+
+    # Alone, a job borrows the idle device for some of its windows.
+    alone = srv.post_files(video, audio).json()
+    assert srv.wait(alone["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    row = srv.db_row(alone["id"])
+    lanes = json.loads(row["result_info"])["lanes"]
+    assert [lane["windows"] >= 1 for lane in lanes] == [True, True] and sum(lane["windows"] for lane in lanes) == 3
+    assert json.loads(row["worker"])["device"] == "cpu:0"
+
+    # Two jobs at once: one per device, running at the same time.
+    ids = [srv.post_files(video, audio).json()["id"] for _ in range(2)]
+    for job_id in ids:
+        assert srv.wait(job_id, {"succeeded", "failed"})["status"] == "succeeded"
+    rows = [srv.db_row(job_id) for job_id in ids]
+    assert {json.loads(r["worker"])["device"] for r in rows} == {"cpu:0", "cpu:1"}
+    assert max(r["started_at"] for r in rows) < min(r["finished_at"] for r in rows)  # they overlapped
+
+    metrics = srv.client.get("/metrics").text
+    for name in ("cpu:0", "cpu:1"):
+        assert f'latentsync_device_jobs_total{{device="{name}"}}' in metrics
+        assert f'latentsync_device_lent{{device="{name}"}} 0.0' in metrics
