@@ -32,18 +32,31 @@ class Service:
         self.settings = settings
         self.jobs_dir = settings.data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self.celery_mode = bool(settings.broker_url)  # many hosts: records in Redis, jobs on Celery
+        if self.celery_mode:
+            from server.redis_store import RedisJobStore
+
+            self.store: Any = RedisJobStore(settings.broker_url)
+        else:
+            self.store = JobStore(settings.data_dir / "jobs.sqlite3")
         self.metrics = Metrics()
         self.board = ProgressBoard(self.store)
         webhooks = WebhookSender(loop, settings.webhook_timeout_s, settings.webhook_retries,
                                  allow=settings.webhook_allow_hosts)  # fmt: skip
         self.webhook_policy = webhooks.policy
         self.lifecycle = JobLifecycle(self.store, self.metrics, webhooks)
-        self.devices = resolve_devices(settings.gpu_ids, settings.device, settings.gpu_id)
-        host = host_name(settings)
-        workers = [GPUWorker(self.store, self.metrics, self.lifecycle, self.board, spec.name, host)
-                   for spec in self.devices]  # fmt: skip
-        self.worker = DevicePool(workers, self.store, self.metrics, split=settings.split_windows == "auto")
+        self.worker: Any
+        if self.celery_mode:
+            from server.queue_celery import CeleryDispatcher
+
+            self.devices = []
+            self.worker = CeleryDispatcher(settings, self.store, self.lifecycle)
+        else:
+            self.devices = resolve_devices(settings.gpu_ids, settings.device, settings.gpu_id)
+            host = host_name(settings)
+            workers = [GPUWorker(self.store, self.metrics, self.lifecycle, self.board, spec.name, host)
+                       for spec in self.devices]  # fmt: skip
+            self.worker = DevicePool(workers, self.store, self.metrics, split=settings.split_windows == "auto")
         self.pipeline: Any = None  # the DevicePool once every device's models are loaded
         self.state = "loading"
         self.fast_path = "off"  # off, compiling, ready, failed
@@ -58,6 +71,9 @@ class Service:
     def load_models(self) -> None:
         from latentsync_core.inference import build_pipeline
 
+        if self.celery_mode:  # the workers hold the models
+            self.pipeline, self.state = self.worker, "ready"
+            return
         options = self.settings.pipeline_options()
         try:  # one model copy per device
             pipelines = [build_pipeline(device_options(options, spec)) for spec in self.devices]
@@ -158,6 +174,8 @@ class Service:
     def remove_orphans(self) -> int:
         """At start-up (no upload is in flight yet): job folders without a record, left by a
         kill -9 during an upload or a delete, are removed."""
+        if self.celery_mode:  # another API node may be receiving an upload into the shared folder
+            return 0
         known = self.store.all_ids()
         removed = 0
         for child in self.jobs_dir.iterdir():

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # Celery redelivers an unacknowledged job after this long: longer than the longest job.
     visibility_timeout_s: int = Field(6 * 3600, ge=60)
     worker_name: str = ""  # how job records name this host (empty: the host name)
+    # A running job's worker renews a lease this often x4; an expired lease: the worker died.
+    worker_lease_s: float = Field(15.0, gt=0)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,51 +121,71 @@ class GPUWorker:
                 self.pool.done(self)
 
     async def _run(self, job: Job) -> None:
-        started = time.time()
         job = self.lifecycle.start(job, worker={"host": self.host, "device": self.name})
         self.running_id = job.id
         report = self.board.begin(job.id)
+        lender = self.pool.lender_for(self) if self.pool is not None else None
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, job, report)
-        except Cancelled:
-            if self.stopping:
-                self.lifecycle.requeue(job)
-            else:
-                self.lifecycle.cancel(job)
-        except CodedError as exc:  # what the inputs caused: the client's to see as it is
-            log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
-            self.lifecycle.fail(job, exc.code, exc.message)
-        except Exception as exc:  # a bug or a broken installation: ours to look at
-            log.exception("job %s failed with an internal error", job.id)
-            self.lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
-        else:
-            frames = max(result.frames, 1)
-            spf = (time.time() - started) / frames
-            self.seconds_per_frame = spf if self.seconds_per_frame is None else 0.7 * self.seconds_per_frame + 0.3 * spf
-            for stage, seconds in result.timings.items():
-                self.metrics.stage_seconds.labels(stage).observe(seconds)
-            if result.sync is not None:
-                self.metrics.lse_c.observe(result.sync["lse_c"])
-            info = result.to_dict()
-            info.pop("output_path", None)
-            self.lifecycle.succeed(job, str(result.output_path), info)
+            spf = await asyncio.get_running_loop().run_in_executor(
+                self._executor, run_started_job, job, self.pipeline, self.lifecycle, self.metrics, report,
+                lambda: job.id in self._cancel, lambda: self.stopping, lender,
+            )  # fmt: skip
+            if spf is not None:
+                self.seconds_per_frame = (
+                    spf if self.seconds_per_frame is None else 0.7 * self.seconds_per_frame + 0.3 * spf
+                )
         finally:
             self.running_id = None
             self._cancel.discard(job.id)
             self.board.end(job.id)
 
-    def _execute(self, job: Job, report: Any) -> Any:
-        """Runs in the GPU thread."""
-        from latentsync_core.inference.params import LipSyncParams
 
-        work = Path(job.work_dir)
-        return self.pipeline.run(
+def run_started_job(
+    job: Job,
+    pipeline: Any,
+    lifecycle: JobLifecycle,
+    metrics: Metrics,
+    report: Any,
+    should_cancel: Callable[[], bool],
+    stopping: Callable[[], bool],
+    lender: Any = None,
+) -> float | None:
+    """Run a started job to its end state (in the device's thread, here or on a Celery
+    worker): succeeded, failed with a code, canceled, or back in the queue when the worker is
+    stopping. Seconds per output frame when it succeeded."""
+    from latentsync_core.inference.params import LipSyncParams
+
+    started = time.time()
+    work = Path(job.work_dir)
+    try:
+        result = pipeline.run(
             job.video_path,
             job.audio_path,
             work / "result.mp4",
             LipSyncParams(**job.params),
             progress=report,
-            should_cancel=lambda: job.id in self._cancel,
+            should_cancel=should_cancel,
             work_dir=work / "tmp",
-            lender=self.pool.lender_for(self) if self.pool is not None else None,
+            lender=lender,
         )
+    except Cancelled:
+        if stopping():
+            lifecycle.requeue(job)
+        else:
+            lifecycle.cancel(job)
+    except CodedError as exc:  # what the inputs caused: the client's to see as it is
+        log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
+        lifecycle.fail(job, exc.code, exc.message)
+    except Exception as exc:  # a bug or a broken installation: ours to look at
+        log.exception("job %s failed with an internal error", job.id)
+        lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
+    else:
+        for stage, seconds in result.timings.items():
+            metrics.stage_seconds.labels(stage).observe(seconds)
+        if result.sync is not None:
+            metrics.lse_c.observe(result.sync["lse_c"])
+        info = result.to_dict()
+        info.pop("output_path", None)
+        lifecycle.succeed(job, str(result.output_path), info)
+        return (time.time() - started) / max(result.frames, 1)
+    return None
