@@ -40,6 +40,6 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
   step "pip" .venv/bin/python -m pip install --upgrade pip
   step "torch ${TORCH_VERSION:-2.13.0}" .venv/bin/python -m pip install "torch==${TORCH_VERSION:-2.13.0}"
-  step "the project, its test tools and Ray" .venv/bin/python -m pip install -e ".[dev,ray]"
+  step "the project, its test tools and Ray" .venv/bin/python -m pip install -e ".[dev,ray,celery]"
   touch .venv/.installed
 fi

@@ -34,12 +34,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     webhook_url TEXT,
-    owner TEXT
+    owner TEXT,
+    worker TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
 """
 # Columns added after the first release: (name, declaration) for ALTER TABLE on older databases.
-_ADDED_COLUMNS = [("owner", "TEXT")]
+_ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT")]
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Job:
     error_message: str | None = None
     webhook_url: str | None = None
     owner: str | None = None  # SHA-256 (hex) of the API key that created the job; None: no keys configured
+    worker: dict[str, str] | None = None  # {"host", "device"} of the last attempt; None before it started
 
 
 class JobStore:
@@ -191,7 +193,7 @@ class JobStore:
     @staticmethod
     def _to_row_fields(fields: dict[str, Any]) -> dict[str, Any]:
         out = dict(fields)
-        for key in ("params", "result_info"):
+        for key in ("params", "result_info", "worker"):
             if key in out and out[key] is not None:
                 out[key] = json.dumps(out[key])
         if "result_expired" in out:
@@ -203,5 +205,6 @@ class JobStore:
         d = dict(row)
         d["params"] = json.loads(d["params"])
         d["result_info"] = json.loads(d["result_info"]) if d["result_info"] else None
+        d["worker"] = json.loads(d["worker"]) if d.get("worker") else None
         d["result_expired"] = bool(d["result_expired"])
         return Job(**d)

@@ -51,10 +51,11 @@ class JobLifecycle:
     def __init__(self, store: JobStore, metrics: Metrics, webhooks: WebhookSender):
         self.store, self.metrics, self.webhooks = store, metrics, webhooks
 
-    def start(self, job: Job) -> Job:
+    def start(self, job: Job, worker: dict[str, str] | None = None) -> Job:
+        """``worker``: who runs it, ``{"host", "device"}`` (kept in the record)."""
         self._expect(job, JobStatus.QUEUED)
         self.store.update(job.id, status=JobStatus.RUNNING, started_at=time.time(), attempts=job.attempts + 1,
-                          stage="probe", progress=0.0, frames_done=0, frames_total=0)  # fmt: skip
+                          stage="probe", progress=0.0, frames_done=0, frames_total=0, worker=worker)  # fmt: skip
         return self._reload(job)
 
     def succeed(self, job: Job, result_path: str, result_info: dict[str, Any]) -> Job:

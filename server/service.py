@@ -1,4 +1,5 @@
-"""What the routes share: settings, job store, lifecycle, worker, the loaded pipeline."""
+"""What the routes share: settings, job store, lifecycle, the device workers (one per device,
+seen as one ``worker``), the loaded pipelines (seen as one ``pipeline``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from server.devices import DevicePool, device_options, host_name, resolve_devices
 from server.errors import APIError
 from server.job_store import Job, JobStore
 from server.lifecycle import JobLifecycle, JobStatus
@@ -30,15 +32,32 @@ class Service:
         self.settings = settings
         self.jobs_dir = settings.data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self.celery_mode = bool(settings.broker_url)  # many hosts: records in Redis, jobs on Celery
+        if self.celery_mode:
+            from server.redis_store import RedisJobStore
+
+            self.store: Any = RedisJobStore(settings.broker_url)
+        else:
+            self.store = JobStore(settings.data_dir / "jobs.sqlite3")
         self.metrics = Metrics()
         self.board = ProgressBoard(self.store)
         webhooks = WebhookSender(loop, settings.webhook_timeout_s, settings.webhook_retries,
                                  allow=settings.webhook_allow_hosts)  # fmt: skip
         self.webhook_policy = webhooks.policy
         self.lifecycle = JobLifecycle(self.store, self.metrics, webhooks)
-        self.worker = GPUWorker(self.store, self.metrics, self.lifecycle, self.board)
-        self.pipeline: Any = None
+        self.worker: Any
+        if self.celery_mode:
+            from server.queue_celery import CeleryDispatcher
+
+            self.devices = []
+            self.worker = CeleryDispatcher(settings, self.store, self.lifecycle)
+        else:
+            self.devices = resolve_devices(settings.gpu_ids, settings.device, settings.gpu_id)
+            host = host_name(settings)
+            workers = [GPUWorker(self.store, self.metrics, self.lifecycle, self.board, spec.name, host)
+                       for spec in self.devices]  # fmt: skip
+            self.worker = DevicePool(workers, self.store, self.metrics, split=settings.split_windows == "auto")
+        self.pipeline: Any = None  # the DevicePool once every device's models are loaded
         self.state = "loading"
         self.fast_path = "off"  # off, compiling, ready, failed
         self.load_error: str | None = None
@@ -52,17 +71,21 @@ class Service:
     def load_models(self) -> None:
         from latentsync_core.inference import build_pipeline
 
-        try:
-            pipeline = build_pipeline(self.settings.pipeline_options())
+        if self.celery_mode:  # the workers hold the models
+            self.pipeline, self.state = self.worker, "ready"
+            return
+        options = self.settings.pipeline_options()
+        try:  # one model copy per device
+            pipelines = [build_pipeline(device_options(options, spec)) for spec in self.devices]
         except Exception as exc:  # reported by /ready; the process stays up for diagnosis
             log.exception("model loading failed")
             self.state, self.load_error = "error", str(exc)
             return
-        self.pipeline = self.worker.pipeline = pipeline
+        self.worker.set_pipelines(pipelines)
+        self.pipeline = self.worker
         self.state = "ready"
-        self.worker.wake()
-        log.info("ready (%s)", pipeline.describe())
-        if pipeline.accel.compile:  # a daemon thread: shutting down never waits for a compile
+        log.info("ready (%s)", self.worker.describe())
+        if pipelines[0].accel.compile:  # a daemon thread: shutting down never waits for a compile
             threading.Thread(target=self.compile_fast_path, name="compile", daemon=True).start()
 
     def compile_fast_path(self) -> None:
@@ -72,7 +95,8 @@ class Service:
 
         self.fast_path = "compiling"
         try:
-            seconds = self.pipeline.prepare_fast_path(CompileArtifacts(self.settings.compile_artifacts_dir))
+            artifacts = CompileArtifacts(self.settings.compile_artifacts_dir)
+            seconds = sum(pipeline.prepare_fast_path(artifacts) for pipeline in self.worker.pipelines)
             self.fast_path = "ready"
             log.info("fast path ready (compiled in %.1f s)", seconds)
         except Exception:  # the eager path keeps serving
@@ -153,6 +177,8 @@ class Service:
     def remove_orphans(self) -> int:
         """At start-up (no upload is in flight yet): job folders without a record, left by a
         kill -9 during an upload or a delete, are removed."""
+        if self.celery_mode:  # another API node may be receiving an upload into the shared folder
+            return 0
         known = self.store.all_ids()
         removed = 0
         for child in self.jobs_dir.iterdir():

@@ -78,6 +78,21 @@ class Settings(BaseSettings):
     max_pixels: int = Field(3840 * 2160, ge=1)  # decoded frame width x height; larger: FRAME_TOO_LARGE
     probe_timeout_s: float = Field(30.0, gt=0)  # one ffprobe/ffmpeg probe of an input
     probe_memory_mb: int = Field(1024, ge=64)  # address space a probe's child may take
+    # Scale (issue 14): every device of this host, then many hosts.
+    # Devices this process serves, one model copy and one worker each: "all" (every GPU),
+    # "0,1" (those GPUs), "cpu,cpu" (CPU workers, for tests); empty: one, from device/gpu_id.
+    gpu_ids: str = ""
+    # Lend idle devices to a running job's windows: auto = while no job waits (the queue is
+    # shorter than the devices); the output is the same however the windows are split.
+    split_windows: Literal["auto", "off"] = "auto"
+    # Many hosts: "redis://host:6379/0" makes the API enqueue on Celery (Redis broker) and keep
+    # job records in Redis; `latentsync worker` runs the jobs. Empty: embedded (SQLite, in process).
+    broker_url: str = ""
+    # Celery redelivers an unacknowledged job after this long: longer than the longest job.
+    visibility_timeout_s: int = Field(6 * 3600, ge=60)
+    worker_name: str = ""  # how job records name this host (empty: the host name)
+    # A running job's worker renews a lease this often x4; an expired lease: the worker died.
+    worker_lease_s: float = Field(15.0, gt=0)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

@@ -1,4 +1,6 @@
-"""The GPU worker: one job at a time per device, run in a thread so the event loop stays free.
+"""The GPU worker: one job at a time on one device, run in a thread so the event loop stays
+free. A process has one per device (``devices.py``: the pool lends idle devices to a
+running job's windows).
 
 Jobs are taken in creation order from SQLite; every status change goes through the
 lifecycle (``lifecycle.py``), progress through the board (``progress.py``).
@@ -10,9 +12,10 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentsync_core.errors import Cancelled, CodedError
 from server.job_store import Job, JobStore
@@ -20,12 +23,27 @@ from server.lifecycle import JobLifecycle, JobStatus
 from server.metrics import Metrics
 from server.progress import ProgressBoard
 
+if TYPE_CHECKING:
+    from server.devices import DevicePool
+
 log = logging.getLogger(__name__)
 
 
 class GPUWorker:
-    def __init__(self, store: JobStore, metrics: Metrics, lifecycle: JobLifecycle, board: ProgressBoard):
+    def __init__(
+        self,
+        store: JobStore,
+        metrics: Metrics,
+        lifecycle: JobLifecycle,
+        board: ProgressBoard,
+        name: str = "default",
+        host: str = "",
+    ):
         self.store, self.metrics, self.lifecycle, self.board = store, metrics, lifecycle, board
+        self.name, self.host = name, host  # what job records say ran them: {"host", "device"}
+        self.pool: DevicePool | None = None  # set by the pool; it claims and lends this device
+        self.busy = False  # running its own job (the pool's lock guards busy and lent)
+        self.lent = False  # running windows of another device's job
         self.pipeline: Any = None  # set once the models are loaded
         self.running_id: str | None = None
         self.seconds_per_frame: float | None = None  # running average, for ETAs of queued jobs
@@ -33,11 +51,11 @@ class GPUWorker:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")
         self._task: asyncio.Task | None = None
-        self._stopping = False
+        self.stopping = False
 
     # ---- control ------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="gpu-worker")
+        self._task = asyncio.create_task(self._loop(), name=f"gpu-worker-{self.name}")
 
     def wake(self) -> None:
         self._wake.set()
@@ -48,7 +66,7 @@ class GPUWorker:
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking jobs; the running one is stopped and put back in the queue."""
-        self._stopping = True
+        self.stopping = True
         if self.running_id:
             self._cancel.add(self.running_id)
         self._wake.set()
@@ -68,7 +86,7 @@ class GPUWorker:
 
     # ---- the loop -------------------------------------------------------------------------
     async def _loop(self) -> None:
-        while not self._stopping:
+        while not self.stopping:
             try:
                 await self._next_job()
             except sqlite3.DatabaseError:  # /ready reports it; the loop lives on for when it is mended
@@ -87,54 +105,87 @@ class GPUWorker:
                 pass
             return
         job = self.store.get(queued[0])
-        if job is not None and job.status == JobStatus.QUEUED:
+        if job is None or job.status != JobStatus.QUEUED:
+            return
+        if self.pool is not None and not self.pool.claim(self):  # lent to another job's windows
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            return
+        try:
             await self._run(job)
+        finally:
+            if self.pool is not None:
+                self.pool.done(self)
 
     async def _run(self, job: Job) -> None:
-        started = time.time()
-        job = self.lifecycle.start(job)
+        job = self.lifecycle.start(job, worker={"host": self.host, "device": self.name})
         self.running_id = job.id
         report = self.board.begin(job.id)
+        lender = self.pool.lender_for(self) if self.pool is not None else None
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, job, report)
-        except Cancelled:
-            if self._stopping:
-                self.lifecycle.requeue(job)
-            else:
-                self.lifecycle.cancel(job)
-        except CodedError as exc:  # what the inputs caused: the client's to see as it is
-            log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
-            self.lifecycle.fail(job, exc.code, exc.message)
-        except Exception as exc:  # a bug or a broken installation: ours to look at
-            log.exception("job %s failed with an internal error", job.id)
-            self.lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
-        else:
-            frames = max(result.frames, 1)
-            spf = (time.time() - started) / frames
-            self.seconds_per_frame = spf if self.seconds_per_frame is None else 0.7 * self.seconds_per_frame + 0.3 * spf
-            for stage, seconds in result.timings.items():
-                self.metrics.stage_seconds.labels(stage).observe(seconds)
-            if result.sync is not None:
-                self.metrics.lse_c.observe(result.sync["lse_c"])
-            info = result.to_dict()
-            info.pop("output_path", None)
-            self.lifecycle.succeed(job, str(result.output_path), info)
+            spf = await asyncio.get_running_loop().run_in_executor(
+                self._executor, run_started_job, job, self.pipeline, self.lifecycle, self.metrics, report,
+                lambda: job.id in self._cancel, lambda: self.stopping, lender,
+            )  # fmt: skip
+            if spf is not None:
+                self.seconds_per_frame = (
+                    spf if self.seconds_per_frame is None else 0.7 * self.seconds_per_frame + 0.3 * spf
+                )
         finally:
             self.running_id = None
             self._cancel.discard(job.id)
             self.board.end(job.id)
 
-    def _execute(self, job: Job, report: Any) -> Any:
-        """Runs in the GPU thread."""
-        from latentsync_core.inference.params import LipSyncParams
 
-        work = Path(job.work_dir)
-        return self.pipeline.run(
+def run_started_job(
+    job: Job,
+    pipeline: Any,
+    lifecycle: JobLifecycle,
+    metrics: Metrics,
+    report: Any,
+    should_cancel: Callable[[], bool],
+    stopping: Callable[[], bool],
+    lender: Any = None,
+) -> float | None:
+    """Run a started job to its end state (in the device's thread, here or on a Celery
+    worker): succeeded, failed with a code, canceled, or back in the queue when the worker is
+    stopping. Seconds per output frame when it succeeded."""
+    from latentsync_core.inference.params import LipSyncParams
+
+    started = time.time()
+    work = Path(job.work_dir)
+    try:
+        result = pipeline.run(
             job.video_path,
             job.audio_path,
             work / "result.mp4",
             LipSyncParams(**job.params),
             progress=report,
-            should_cancel=lambda: job.id in self._cancel,
+            should_cancel=should_cancel,
             work_dir=work / "tmp",
+            lender=lender,
         )
+    except Cancelled:
+        if stopping():
+            lifecycle.requeue(job)
+        else:
+            lifecycle.cancel(job)
+    except CodedError as exc:  # what the inputs caused: the client's to see as it is
+        log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
+        lifecycle.fail(job, exc.code, exc.message)
+    except Exception as exc:  # a bug or a broken installation: ours to look at
+        log.exception("job %s failed with an internal error", job.id)
+        lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
+    else:
+        for stage, seconds in result.timings.items():
+            metrics.stage_seconds.labels(stage).observe(seconds)
+        if result.sync is not None:
+            metrics.lse_c.observe(result.sync["lse_c"])
+        info = result.to_dict()
+        info.pop("output_path", None)
+        lifecycle.succeed(job, str(result.output_path), info)
+        return (time.time() - started) / max(result.frames, 1)
+    return None

@@ -1,7 +1,7 @@
 """What the UNet is conditioned on, per window: the aligned faces (warped on a side
 stream, one window ahead), the mask, the VAE latents of the masked face and of the
-reference face (encoder moments from the template session, sampled with the job's
-generator), and the audio tokens of each frame."""
+reference face (encoder moments from the template session, sampled with the window's
+draws from ``WindowNoise``), and the audio tokens of each frame."""
 
 from __future__ import annotations
 
@@ -52,10 +52,12 @@ def with_aligned_faces(windows: Iterator[Window], resolution: int, device: torch
         windows.close()
 
 
-def sample_latents(moments: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Scaled latents drawn from encoder moments, exactly as ``vae.encode(x).latent_dist
-    .sample(generator)`` followed by the scaling factor."""
-    return DiagonalGaussianDistribution(moments).sample(generator=generator) * SCALING_FACTOR
+def sample_latents(moments: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """Scaled latents from encoder moments and standard normal draws ``normal`` (the mean's
+    shape): the arithmetic of ``vae.encode(x).latent_dist.sample(generator)`` followed by the
+    scaling factor, with the draws made beforehand (``WindowNoise``)."""
+    dist = DiagonalGaussianDistribution(moments)
+    return (dist.mean + dist.std * normal.to(dist.mean.device, dist.mean.dtype)) * SCALING_FACTOR
 
 
 @dataclass
@@ -73,17 +75,18 @@ class Conditioner:
         self.mask_latent = F.interpolate(mask[None, 0:1], size=(latent_size, latent_size)).to(dtype)
 
     def __call__(
-        self, window: Window, faces: torch.Tensor, session: TemplateSession, generator: torch.Generator
+        self, window: Window, faces: torch.Tensor, session: TemplateSession, normal: tuple[torch.Tensor, torch.Tensor]
     ) -> Conditioning:
-        """``faces``: the window's aligned faces on the device."""
+        """``faces``: the window's aligned faces on the device; ``normal``: the window's draws
+        for its masked-face and reference latents (``WindowNoise.window``)."""
 
         def encode(positions: np.ndarray) -> torch.Tensor:
             todo = faces[torch.from_numpy(positions).to(faces.device)]
             return torch.stack([self.vae.moments(todo * self.mask), self.vae.moments(todo)], dim=1)
 
         moments = session.moments(window.src_idx, encode, faces.device)
-        masked = sample_latents(moments[:, 0], generator)
-        reference = sample_latents(moments[:, 1], generator)
+        masked = sample_latents(moments[:, 0], normal[0])
+        reference = sample_latents(moments[:, 1], normal[1])
         mask = self.mask_latent.expand(window.count, -1, -1, -1)
         latents = torch.cat([_to_5d(mask), _to_5d(masked), _to_5d(reference)], dim=1)
         audio = WhisperFeatureExtractor.chunks(self.features, FPS, start=window.start, count=window.count)

@@ -3,7 +3,8 @@ and DeepCache (``DeepCacheState`` picks full or shallow UNet steps)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 
 import torch
 from diffusers import DDIMScheduler
@@ -29,19 +30,56 @@ def make_scheduler(cfg: SchedulerConfig, steps: int) -> DDIMScheduler:
     return scheduler
 
 
+class WindowNoise:
+    """Every random number of a job, fixed before any window runs, so that the output does
+    not depend on which device denoises which window.
+
+    The numbers are those of one generator seeded with the job's seed, drawn in upstream's
+    order: the initial latent noise (one image shared by every frame, which keeps the mouth
+    texture consistent over time), then per window the masked-face and the reference-face
+    latent samples, with the shapes of the VAE's ``latent_dist.sample`` (hence the same
+    numbers, bit for bit, as drawing window after window). Only the generator's state at
+    each window's start is kept (a few bytes per window); ``window(i)`` replays its draws.
+    """
+
+    def __init__(self, seed: int, counts: Sequence[int], latent_size: int, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype, self.latent_size = device, dtype, latent_size
+        self.counts = list(counts)
+        self._generator = torch.Generator(device=device).manual_seed(seed)
+        self.initial = self._randn((1, 4, 1, latent_size, latent_size))
+        self._states: list[torch.Tensor] = []
+        for count in self.counts:  # walk the sequence once: each window's start state
+            self._states.append(self._generator.get_state())
+            self._draw(count)
+        self._lock = threading.Lock()  # lanes on several threads replay their windows
+
+    def _randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self._generator, device=self.device, dtype=self.dtype)
+
+    def _draw(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (count, 4, self.latent_size, self.latent_size)
+        masked = self._randn(shape)
+        return masked, self._randn(shape)
+
+    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window ``index``'s standard normal draws for its masked-face and reference-face
+        latents, each ``(count, 4, h, w)`` on the job's first device."""
+        with self._lock:
+            self._generator.set_state(self._states[index])
+            return self._draw(self.counts[index])
+
+
 class Denoiser:
-    """One job's denoising: its scheduler, its random generator (seeded once; the windows'
-    latent samples draw from it in order) and its initial noise, one image shared by every
-    frame as upstream (it keeps the mouth texture consistent over time)."""
+    """One job's denoising on one device: its scheduler and the job's initial noise
+    (``WindowNoise.initial``, copied to the device)."""
 
     def __init__(
         self,
         unet: UNetRunner,
         scheduler: SchedulerConfig,
         params: LipSyncParams,
-        latent_size: int,
+        initial_noise: torch.Tensor,
         device: torch.device,
-        dtype: torch.dtype,
         check_cancelled: Callable[[], None],
     ):
         self.unet, self.check_cancelled = unet, check_cancelled
@@ -49,9 +87,7 @@ class Denoiser:
         self.timesteps = [t.reshape(1).to(device) for t in self.scheduler.timesteps]
         self.guidance = params.guidance_scale
         self.deepcache_interval = DEEPCACHE_INTERVAL if params.enable_deepcache else 1
-        self.generator = torch.Generator(device=device).manual_seed(params.seed)
-        noise = torch.randn((1, 4, 1, latent_size, latent_size), generator=self.generator, device=device, dtype=dtype)
-        self.noise = noise * self.scheduler.init_noise_sigma
+        self.noise = initial_noise.to(device) * self.scheduler.init_noise_sigma
 
     @property
     def guided(self) -> bool:
@@ -75,6 +111,7 @@ class Denoiser:
             if self.guided:
                 uncond, cond_pred = pred.chunk(2)
                 pred = uncond + self.guidance * (cond_pred - uncond)
-            latents = self.scheduler.step(pred, t, latents, eta=0.0, generator=self.generator).prev_sample
+            # eta 0: DDIM draws no noise here, so the generator's sequence is WindowNoise's alone
+            latents = self.scheduler.step(pred, t, latents, eta=0.0).prev_sample
             progress(k + 1)
         return latents

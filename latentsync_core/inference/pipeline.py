@@ -31,15 +31,15 @@ from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.background import Prefetch
 from latentsync_core.errors import MediaError
 from latentsync_core.inference.compile_cache import CompileArtifacts, artifact_key, environment_key_fields
-from latentsync_core.inference.composite import Compositor
-from latentsync_core.inference.conditioning import Conditioner, load_mask, with_aligned_faces
+from latentsync_core.inference.conditioning import load_mask, with_aligned_faces
 from latentsync_core.inference.context import CancelFn, JobContext, ProgressFn, open_job
-from latentsync_core.inference.denoise import Denoiser
+from latentsync_core.inference.denoise import WindowNoise
 from latentsync_core.inference.output import OutputVideo
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
+from latentsync_core.inference.window_split import DeviceLender, JobWindows, run_windows
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.limits import MediaLimits
@@ -69,6 +69,7 @@ class LipSyncResult:
     template_cache: dict | None = None  # {"key", "used", "stored"}; None when the cache is off
     sync: dict | None = None  # SyncNetV2 score of the output (SyncReport.to_json); None when off or no face track
     fast_path: bool = False  # compiled UNet/VAE were used for full windows
+    lanes: list[dict] = field(default_factory=list)  # [{"device", "windows"}]: the job's device first
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -200,7 +201,10 @@ class LipSyncPipeline:
         progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
         work_dir: str | Path | None = None,
+        lender: DeviceLender | None = None,
     ) -> LipSyncResult:
+        """``lender``, when given, may lend idle devices (their pipelines) for some of the
+        job's windows; the output is the same as on this pipeline's device alone."""
         params = params or LipSyncParams()
         params.validate()
         m = self.m
@@ -226,11 +230,13 @@ class LipSyncPipeline:
             with ctx.timed("denoise"):
                 comment = DEMO_NOTICE if m.is_demo else None
                 output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment, tap))
-                self._generate(ctx, plan, session, features, n_out, output)
+                lanes = self._generate(ctx, plan, session, features, n_out, output, lender)
             with ctx.stage("encode"):
                 output.close()
             sync = self._score_sync(ctx, tap, samples)
-            return self._result(ctx, output, plan, n_out, session.publish(plan), sync)
+            result = self._result(ctx, output, plan, n_out, session.publish(plan), sync)
+            result.lanes = lanes
+            return result
 
     def _check_inputs(self, ctx: JobContext) -> MediaInfo:
         with ctx.stage("probe"):
@@ -278,27 +284,21 @@ class LipSyncPipeline:
         features: torch.Tensor,
         n_out: int,
         output: OutputVideo,
-    ) -> None:
-        """For each window: conditioning -> denoise -> decode and composite -> emit."""
-        m, device = self.m, ctx.device
+        lender: DeviceLender | None,
+    ) -> list[dict]:
+        """For each window (on this device or a borrowed one, ``window_split.py``):
+        conditioning -> denoise -> decode and composite -> emit, in order. What each device did."""
+        m = self.m
         latent_size = m.resolution // 8
-        mask = self.mask.to(device)
-        denoise = Denoiser(self.unet, m.scheduler, ctx.params, latent_size, device, m.dtype, ctx.check_cancelled)
-        condition = Conditioner(self.vae, mask, features, m.dtype)
-        composite = Compositor(self.vae, mask, m.resolution, device)
+        counts = [min(WINDOW, n_out - start) for start in range(0, n_out, WINDOW)]
+        noise = WindowNoise(ctx.params.seed, counts, latent_size, ctx.device, m.dtype)  # before any window
         session.open_moments(plan.frame_count, latent_size)
-        steps = ctx.params.inference_steps
-        windows = with_aligned_faces(plan.windows(ctx.video_path, n_out), m.resolution, device)
-        with Prefetch(windows, depth=2, name="decode-align") as prepared, torch.no_grad():
-            for window in prepared:
-                frames = window.frames.to(device, non_blocking=True)
-                faces = window.faces.to(device, non_blocking=True)
-                cond = condition(window, faces, session, denoise.generator)
-                latents = denoise(
-                    cond, lambda k, w=window: ctx.report("denoise", w.start + w.count * k // steps, n_out)
-                )
-                output.emit(composite(latents, window, faces, frames))
+        job = JobWindows(ctx, features, noise, session, n_out)
+        windows = with_aligned_faces(plan.windows(ctx.video_path, n_out), m.resolution, ctx.device)
+        with Prefetch(windows, depth=2, name="decode-align") as prepared:
+            lanes = run_windows(self, job, prepared, output.emit, lender)
         output.drain()
+        return lanes
 
     def _result(
         self, ctx: JobContext, output: OutputVideo, plan: SourcePlan, n_out: int, cache: dict | None, sync: dict | None

@@ -1,0 +1,129 @@
+"""Job records in Redis, for many API nodes and worker hosts (Celery mode).
+
+The same interface as the SQLite ``JobStore``. Redis rather than PostgreSQL: it is already
+there as the broker, the records are small documents read by id, and the only queries are
+"by status, oldest first" (a sorted set per status) and counts. Durability is Redis's
+(append-only file in docker-compose); a deployment that needs SQL reporting over years of
+jobs would put them in PostgreSQL instead, behind this same interface.
+
+Layout: ``<prefix>job:<id>`` a hash of JSON-encoded fields; ``<prefix>status:<status>`` a
+sorted set of ids scored by creation time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import redis
+
+from server.job_store import Job
+from server.lifecycle import JobStatus
+
+_FIELDS = {f.name for f in dataclasses.fields(Job)}
+_FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class RedisJobStore:
+    def __init__(self, url: str, prefix: str = "latentsync:"):
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _status(self, status: str) -> str:
+        return f"{self.prefix}status:{status}"
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def insert(self, job: Job) -> None:
+        row = {k: json.dumps(v) for k, v in dataclasses.asdict(job).items()}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self._job(job.id), mapping=row)
+            pipe.zadd(self._status(job.status), {job.id: job.created_at})
+            pipe.execute()
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        unknown = set(fields) - _FIELDS
+        if unknown:
+            raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        key = self._job(job_id)
+        row = {k: json.dumps(v) for k, v in fields.items()}
+
+        def change(pipe: redis.client.Pipeline) -> None:
+            old = pipe.hmget(key, ["status", "created_at"])
+            if old[0] is None:  # deleted meanwhile: nothing to update
+                return
+            pipe.multi()
+            pipe.hset(key, mapping=row)
+            if "status" in fields and json.loads(old[0]) != fields["status"]:
+                pipe.zrem(self._status(json.loads(old[0])), job_id)
+                pipe.zadd(self._status(fields["status"]), {job_id: json.loads(old[1])})
+
+        self.redis.transaction(change, key)  # retried if another node changed the record meanwhile
+
+    def get(self, job_id: str) -> Job | None:
+        row = self.redis.hgetall(self._job(job_id))
+        if not row:
+            return None
+        return Job(**{k: json.loads(v) for k, v in row.items() if k in _FIELDS})
+
+    def delete(self, job_id: str) -> None:
+        job = self.get(job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self._job(job_id))
+            if job is not None:
+                pipe.zrem(self._status(job.status), job_id)
+            pipe.execute()
+
+    def _ids(self, status: str) -> list[str]:
+        return self.redis.zrange(self._status(status), 0, -1)
+
+    def _jobs(self, ids: list[str]) -> list[Job]:
+        return [job for job in (self.get(i) for i in ids) if job is not None]
+
+    def list(
+        self, status: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
+    ) -> tuple[list[Job], int]:
+        """Jobs, newest first; ``owner`` given: only that owner's."""
+        ids = self._ids(status) if status else [i for s in JobStatus for i in self._ids(s)]
+        jobs = [j for j in self._jobs(ids) if owner is None or j.owner == owner]
+        jobs.sort(key=lambda j: (-j.created_at, j.id))
+        return jobs[offset : offset + limit], len(jobs)
+
+    def queued_ids(self) -> list[str]:
+        return self._ids(JobStatus.QUEUED)
+
+    def count(self, status: str) -> int:
+        return self.redis.zcard(self._status(status))
+
+    def ids_with_status(self, status: str) -> list[str]:
+        return self._ids(status)
+
+    def expired_results(self, before: float) -> list[Job]:
+        ended = self._jobs([i for s in _FINAL for i in self._ids(s)])
+        return [j for j in ended if j.finished_at is not None and j.finished_at < before and not j.result_expired]
+
+    def purge_finished(self, before: float) -> list[Job]:
+        ended = self._jobs([i for s in _FINAL for i in self._ids(s)])
+        old = [j for j in ended if j.finished_at is not None and j.finished_at < before]
+        for job in old:
+            self.delete(job.id)
+        return old
+
+    def all_ids(self) -> set[str]:
+        return {i for s in JobStatus for i in self._ids(s)}
+
+    def check(self) -> str:
+        try:
+            return "ok" if self.redis.ping() else "no answer"
+        except redis.RedisError as exc:
+            return f"redis: {exc}"
+
+    def counts_by_status(self) -> dict[str, int]:
+        return {s.value: self.count(s) for s in JobStatus}

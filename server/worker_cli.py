@@ -1,0 +1,98 @@
+"""``latentsync worker``: run jobs from the Celery queue on this host's devices (many-hosts
+mode, ``LATENTSYNC_BROKER_URL``). One process per device, each loading its models once and
+taking one job at a time; with several devices this process starts and watches them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from latentsync_core.errors import CodedError
+
+log = logging.getLogger("latentsync.worker")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Adds ``worker`` to the command line's subcommands."""
+    p = subparsers.add_parser("worker", help="run jobs from the Celery + Redis queue on this host's devices")
+    p.add_argument("--gpus", help="devices: all, 0,1 or cpu (default: LATENTSYNC_GPU_IDS, else one device)")
+    p.add_argument("--name", help="this host's name in job records (default: LATENTSYNC_WORKER_NAME or host name)")
+    p.add_argument("--device-name", help=argparse.SUPPRESS)  # set for the per-device processes
+    p.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from server.devices import resolve_devices
+    from server.settings import Settings
+
+    settings = Settings()
+    if args.name:
+        settings.worker_name = args.name
+    if not settings.broker_url:
+        print("error [NO_BROKER]: set LATENTSYNC_BROKER_URL (redis://host:6379/0) to run a worker", file=sys.stderr)
+        return 2
+    try:
+        specs = resolve_devices(args.gpus if args.gpus is not None else settings.gpu_ids, settings.device,
+                                settings.gpu_id)  # fmt: skip
+    except CodedError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    if len(specs) == 1:
+        return serve_device(settings, specs[0], args.device_name or specs[0].name)
+    return _supervise(args, specs)
+
+
+def _supervise(args: argparse.Namespace, specs: list) -> int:
+    """One child per device; SIGTERM is passed on (each finishes its job first)."""
+    children = []
+    for spec in specs:
+        gpu = "cpu" if spec.device == "cpu" else str(spec.gpu_id)
+        cmd = [sys.executable, "-m", "server.worker_cli", "--gpus", gpu, "--device-name", spec.name]
+        if args.name:
+            cmd += ["--name", args.name]
+        children.append(subprocess.Popen(cmd))
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(child.wait() for child in children)
+
+
+def serve_device(settings: Any, spec: Any, device_name: str) -> int:
+    from latentsync_core.inference import build_pipeline
+    from server.devices import device_options, host_name
+    from server.queue_celery import QUEUE, RUN_JOB, DeviceRuntime, make_celery
+
+    pipeline = build_pipeline(device_options(settings.pipeline_options(), spec))
+    host = host_name(settings)
+    runtime = DeviceRuntime(settings, device_name, pipeline, host)
+    app = make_celery(settings)
+
+    @app.task(name=RUN_JOB)
+    def run_job(job_id: str) -> None:
+        runtime.run_job(job_id)
+
+    log.info("worker %s ready on %s (%s)", host, device_name, pipeline.describe())
+    app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", QUEUE, "--loglevel=INFO",
+                     f"--hostname={host}-{device_name.replace(':', '')}@%h",
+                     "--without-gossip", "--without-mingle"])  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="latentsync")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["worker", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
