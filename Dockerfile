@@ -19,7 +19,7 @@ COPY --chown=app server ./server
 COPY --chown=app configs ./configs
 COPY --chown=app scripts ./scripts
 COPY --chown=app assets ./assets
-RUN pip install ".[insightface]" && mkdir -p /app/data /app/checkpoints && chown -R app /app
+RUN pip install ".[insightface,celery]" && mkdir -p /app/data /app/checkpoints && chown -R app /app
 
 USER app
 ENV LATENTSYNC_DATA_DIR=/app/data LATENTSYNC_CHECKPOINT_DIR=/app/checkpoints

@@ -12,6 +12,7 @@ from typing import Any
 
 from latentsync_core.data.cli import add_parser as add_preprocess_parser
 from server.settings import Settings
+from server.worker_cli import add_parser as add_worker_parser
 
 
 def _progress_printer() -> object:
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="latentsync", description="LatentSync 1.6 lip-sync")
     sub = parser.add_subparsers(dest="command", required=True)
     add_preprocess_parser(sub)
+    add_worker_parser(sub)
     p = sub.add_parser("infer", help="lip-sync one video to one audio file")
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)

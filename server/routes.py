@@ -272,4 +272,5 @@ def job_view(svc: Service, job: Job) -> JobView:
         error=error,
         result_url=result_url,
         result=job.result_info,
+        worker=job.worker,
     )

@@ -59,6 +59,7 @@ class JobView(BaseModel):
     error: dict[str, str] | None
     result_url: str | None
     result: dict[str, Any] | None
+    worker: dict[str, str] | None = Field(None, description="where it ran: {host, device}")
 
 
 class JobList(BaseModel):

@@ -7,6 +7,8 @@ real lip-sync: the mouth region is filled with what a random network makes of it
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -54,11 +56,12 @@ def ensure_demo_weights(cache_dir: Path) -> WeightPaths:
         sample_size=DEMO_RESOLUTION,
     )
     randomize_(vae, DEMO_SEED + 3)
-    tmp = paths.vae.with_name(paths.vae.name + ".tmp")
+    tmp = paths.vae.with_name(f"{paths.vae.name}.{os.getpid()}.tmp")  # one per process: workers start together
     vae.save_pretrained(tmp)
     if paths.vae.exists():
-        import shutil
-
-        shutil.rmtree(paths.vae)
-    tmp.rename(paths.vae)
+        shutil.rmtree(paths.vae, ignore_errors=True)
+    try:
+        tmp.rename(paths.vae)
+    except OSError:  # another process put the same (seeded, identical) VAE there first
+        shutil.rmtree(tmp, ignore_errors=True)
     return paths

@@ -7,6 +7,7 @@ motion modules and audio cross-attention included, changes the output.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def write_random_unet_checkpoint(
     randomize_(model, seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes building at once never share it
     torch.save({"state_dict": model.state_dict(), "global_step": global_step}, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
     return path
@@ -81,7 +82,7 @@ def write_random_whisper_checkpoint(path: str | Path, dims: ModelDimensions = TI
     randomize_(model, seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, tmp)
     tmp.replace(path)
     return path
