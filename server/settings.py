@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     record_ttl_s: int = Field(7 * 24 * 3600, ge=1)  # finished job records are purged after this
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # names or CIDRs
 
+    # Disk and slow clients (issue 16 items 4 and 10)
+    min_free_mb: float = Field(1024.0, ge=0)  # below this free in data_dir: /ready 503, new jobs 507
+    body_timeout_s: float = Field(300.0, gt=0)  # a request body must arrive within this, else 408
+
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_more_lists(cls, value: object) -> object:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,8 @@ from server.job_store import Job, JobStore
 from server.lifecycle import JobLifecycle, JobStatus
 from server.metrics import Metrics
 from server.progress import ProgressBoard
+from server.storage import CODE as STORAGE_CODE
+from server.storage import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +108,14 @@ class GPUWorker:
         except CodedError as exc:  # what the inputs caused: the client's to see as it is
             log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
             self.lifecycle.fail(job, exc.code, exc.message)
-        except Exception as exc:  # a bug or a broken installation: ours to look at
-            log.exception("job %s failed with an internal error", job.id)
-            self.lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
+        except Exception as exc:
+            if is_disk_full(exc):  # not a bug: the data folder filled up (/ready says so too)
+                log.error("job %s failed: the data folder is full (%s)", job.id, exc)
+                shutil.rmtree(Path(job.work_dir) / "tmp", ignore_errors=True)  # give back what it took
+                self.lifecycle.fail(job, STORAGE_CODE, "the server's disk filled up while running this job")
+            else:  # a bug or a broken installation: ours to look at
+                log.exception("job %s failed with an internal error", job.id)
+                self.lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
         else:
             frames = max(result.frames, 1)
             spf = (time.time() - started) / frames
