@@ -17,6 +17,7 @@ from server.openapi import install_openapi
 from server.routes import public, router
 from server.service import Service
 from server.settings import Settings
+from server.web import web
 
 log = logging.getLogger("latentsync.server")
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(public)
+    app.include_router(web)  # GET /: the page to try the service
     app.include_router(router)
     install_openapi(app, bearer=bool(settings.api_keys or settings.admin_api_keys))
     return app
