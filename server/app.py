@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from server.body_timeout import BodyTimeoutMiddleware
 from server.errors import install_error_handlers
 from server.lifecycle import JobStatus
 from server.openapi import install_openapi
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
     app.include_router(public)
     app.include_router(web)  # GET /: the page to try the service
     app.include_router(router)

@@ -4,6 +4,8 @@ filesystem (a private tmpfs, ``tests/small_disk.py``) that fills up, and real so
 from __future__ import annotations
 
 import os
+import select
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +15,12 @@ import pytest
 from server.client_util import ROOT, wait_ready
 from tests import small_disk
 from tests.media_helpers import make_audio, make_clip
-from tests.server_helpers import AUTH, ServerProcess
+from tests.server_helpers import AUTH, KEY, ServerProcess
 
 MB = 1 << 20
 DISK_MB = 48  # the demo weights (~15 MB) and a short job (~20 MB at peak) fit
 MIN_FREE_MB = 4
+BODY_TIMEOUT_S = 3
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ class SmallDiskServer(ServerProcess):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory, inputs: dict[str, Path]) -> SmallDiskServer:
     srv = SmallDiskServer(tmp_path_factory.mktemp("small") / "data", min_free_mb=MIN_FREE_MB,
-                          input_dirs=str(inputs["dir"]))  # fmt: skip
+                          input_dirs=str(inputs["dir"]), max_queue=1, body_timeout_s=BODY_TIMEOUT_S)  # fmt: skip
     srv.start()
     yield srv
     srv.stop()
@@ -156,3 +159,38 @@ def test_template_moments_on_a_full_disk_raise_enospc_instead_of_sigbus(tmp_path
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])  # -7 / 135: SIGBUS
     assert done.stdout.split() == ["refused", "ENOSPC"], done.stdout
+
+
+def test_a_trickling_upload_is_dropped_with_408_and_its_queue_slot_released(
+    small: SmallDiskServer, inputs: dict[str, Path]
+) -> None:
+    """One byte every half second, on a real socket: every read is quick, the body never ends."""
+    before = _job_folders(small)
+    part = (b'--b\r\nContent-Disposition: form-data; name="video"; filename="v.mp4"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n")  # fmt: skip
+    head = (f"POST /lipsync HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n").encode()  # fmt: skip
+    with socket.create_connection(("127.0.0.1", small.port), timeout=10) as sock:
+        sock.sendall(head + part)
+        deadline_bytes = 240  # a bound on the test (120 s), far past the server's deadline
+        while _job_folders(small) == before and deadline_bytes:  # admitted: the upload holds the only slot
+            sock.sendall(b"x")
+            deadline_bytes -= 1
+            select.select([], [], [], 0.5)
+        busy = small.post_files(inputs["video"], inputs["audio"])
+        assert (busy.status_code, busy.json()["error"]["code"]) == (429, "QUEUE_FULL"), busy.text
+        answer = b""
+        while deadline_bytes:
+            readable, _, _ = select.select([sock], [], [], 0.5)
+            if readable:
+                answer = sock.recv(65536)
+                break
+            sock.sendall(b"x")
+            deadline_bytes -= 1
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"BODY_TIMEOUT"' in answer
+    assert _job_folders(small) == before  # the partial upload is gone
+    again = small.post_files(inputs["video"], inputs["audio"])  # and the slot is free again
+    assert again.status_code == 202, again.text
+    small.client.delete(f"/jobs/{again.json()['id']}")
+    small.wait(again.json()["id"], {"succeeded", "failed", "canceled"})
