@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,7 @@ from server.settings import Settings
 from server.web import web
 
 log = logging.getLogger("latentsync.server")
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,6 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        # The event loop shares the GIL with the GPU thread (Python between torch ops), upload
+        # checks and detection threads; it waits up to one switch interval (5 ms by default)
+        # at every GIL hand-over, several per request. A shorter interval keeps polls fast.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         svc = Service(settings, loop)
         app.state.svc = svc
         try:
@@ -48,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cleaner.cancel()
             await asyncio.gather(loader, return_exceptions=True)
             svc.store.close()
+            sys.setswitchinterval(switch_interval)
 
     app = FastAPI(
         title="LatentSync lip-sync service",
