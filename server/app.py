@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from server.body_timeout import BodyTimeoutMiddleware
 from server.errors import install_error_handlers
 from server.lifecycle import JobStatus
 from server.openapi import install_openapi
 from server.routes import public, router
 from server.service import Service
 from server.settings import Settings
+from server.web import web
 
 log = logging.getLogger("latentsync.server")
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,6 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        # The event loop shares the GIL with the GPU thread (Python between torch ops), upload
+        # checks and detection threads; it waits up to one switch interval (5 ms by default)
+        # at every GIL hand-over, several per request. A shorter interval keeps polls fast.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         svc = Service(settings, loop)
         app.state.svc = svc
         try:
@@ -46,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cleaner.cancel()
             await asyncio.gather(loader, return_exceptions=True)
             svc.store.close()
+            sys.setswitchinterval(switch_interval)
 
     app = FastAPI(
         title="LatentSync lip-sync service",
@@ -57,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
     app.include_router(public)
+    app.include_router(web)  # GET /: the page to try the service
     app.include_router(router)
     install_openapi(app, bearer=bool(settings.api_keys or settings.admin_api_keys))
     return app

@@ -15,7 +15,10 @@ from server.job_store import Job
 from server.service import Service
 
 
-def get_service(request: Request) -> Service:
+# The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on a worker
+# thread, and each such hop waits for a thread and the GIL twice (three hops per poll cost
+# milliseconds each while the GPU thread and upload checks compete for the GIL).
+async def get_service(request: Request) -> Service:
     return request.app.state.svc
 
 
@@ -44,7 +47,7 @@ def key_owner(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def require_api_key(request: Request, svc: ServiceDep) -> Caller:
+async def require_api_key(request: Request, svc: ServiceDep) -> Caller:
     """``Authorization: Bearer <key>`` with one of the configured keys (none configured: open).
     Constant-time comparison, so timing tells nothing about a key."""
     keys, admins = svc.settings.api_keys, svc.settings.admin_api_keys
@@ -65,7 +68,7 @@ def require_api_key(request: Request, svc: ServiceDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(require_api_key)]
 
 
-def get_job(job_id: str, svc: ServiceDep, caller: CallerDep) -> Job:
+async def get_job(job_id: str, svc: ServiceDep, caller: CallerDep) -> Job:
     """The one ownership check of a single job: another tenant's job does not exist for the
     caller (404, the same answer as an unknown id, so ids cannot be probed)."""
     job = svc.get_job(job_id)

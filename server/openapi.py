@@ -18,6 +18,7 @@ _ERROR_TEXT = {
     401: "A valid 'Authorization: Bearer <key>' header is required",
     403: "Path inputs are disabled, or the path is outside the allowed folders",
     404: "No such job (or it belongs to another API key)",
+    408: "The request body did not arrive within the body timeout",
     409: "The job has no result yet",
     410: "The result was removed after its retention time",
     413: "The upload or the JSON body is too large",
@@ -25,6 +26,7 @@ _ERROR_TEXT = {
     422: "A parameter is invalid",
     429: "The queue is full; retry after the Retry-After header's seconds",
     503: "The service is shutting down, or not ready",
+    507: "The data folder is full (below its free-space threshold, or a write failed); retry later",
 }
 
 
@@ -33,7 +35,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         entry: dict[str, Any] = {"model": ErrorResponse, "description": _ERROR_TEXT[status]}
-        if status in (429, 503):
+        if status in (429, 503, 507):
             entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
         out[status] = entry
     return out

@@ -27,6 +27,7 @@ from server.lifecycle import JobStatus
 from server.openapi import errors
 from server.schemas import JobList, JobParams, JobView, PathRequest
 from server.service import Service
+from server.storage import insufficient_storage, is_disk_full
 from server.uploads import receive_multipart
 from server.webhooks import WebhookRefused
 
@@ -48,11 +49,12 @@ _READY = {"application/json": {"schema": {"type": "object", "additionalPropertie
     tags=["health"],
     responses={
         200: {"content": _READY},
-        503: {"description": "Not ready (loading, load error, damaged database)", "content": _READY},
+        503: {"description": "Not ready (loading, load error, damaged database, data folder full)", "content": _READY},
     },
 )
 async def ready(svc: ServiceDep) -> JSONResponse:
     database = await run_in_threadpool(svc.database_state)
+    storage = await run_in_threadpool(svc.storage_state)
     try:
         queue_length = svc.store.count(JobStatus.QUEUED) if database == "ok" else None
     except sqlite3.DatabaseError:
@@ -60,6 +62,7 @@ async def ready(svc: ServiceDep) -> JSONResponse:
     body = {
         "state": svc.state,
         "database": database,
+        "storage": storage,
         "weights": svc.settings.weights,
         "queue_length": queue_length,
         "running": svc.worker.running_id is not None,
@@ -71,7 +74,8 @@ async def ready(svc: ServiceDep) -> JSONResponse:
         body.update(device=None, dtype=None)
     if svc.state == "error":
         body["error"] = svc.load_error
-    return JSONResponse(body, status_code=200 if svc.state == "ready" and database == "ok" else 503)
+    healthy = svc.state == "ready" and database == "ok" and storage == "ok"
+    return JSONResponse(body, status_code=200 if healthy else 503)
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
@@ -104,7 +108,7 @@ async def docs(request: Request) -> HTMLResponse:
     status_code=202,
     tags=["jobs"],
     response_model=JobView,
-    responses=errors(400, 403, 413, 415, 422, 429, 503),  # the request body: server/openapi.py
+    responses=errors(400, 403, 408, 413, 415, 422, 429, 503, 507),  # the request body: server/openapi.py
 )
 async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JSONResponse:
     if svc.stopping:
@@ -112,21 +116,23 @@ async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JS
     with svc.admission():  # a queue slot, reserved before the body is read
         job_id = uuid.uuid4().hex
         work = svc.jobs_dir / job_id
-        work.mkdir(parents=True)
         try:
+            work.mkdir(parents=True)
             video, audio, params = await _read_inputs(request, svc, work)
             s = svc.settings
             if params.webhook_url:
                 await run_in_threadpool(_check_webhook, svc, params.webhook_url)
             await run_in_threadpool(_check_media, video, audio, s.media_limits())
             resolved = svc.resolve_params(params)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video),
+                      audio_path=str(audio), work_dir=str(work), webhook_url=params.webhook_url,
+                      owner=caller.owner)  # fmt: skip
+            svc.store.insert(job)
+        except BaseException as exc:
+            shutil.rmtree(work, ignore_errors=True)  # frees what a refused upload took
+            if is_disk_full(exc):  # the upload's files or the job record did not fit
+                raise insufficient_storage("the data folder is full") from exc
             raise
-        job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video),
-                  audio_path=str(audio), work_dir=str(work), webhook_url=params.webhook_url,
-                  owner=caller.owner)  # fmt: skip
-        svc.store.insert(job)
     svc.worker.wake()
     return JSONResponse(job_view(svc, job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
 

@@ -21,6 +21,7 @@ from server.metrics import Metrics
 from server.progress import ProgressBoard
 from server.schemas import JobParams
 from server.settings import Settings
+from server.storage import insufficient_storage, storage_state
 from server.webhooks import WebhookSender
 from server.worker import GPUWorker
 
@@ -121,6 +122,9 @@ class Service:
         reservation are one step under a lock (queued + reserved < max_queue), so concurrent
         uploads cannot all pass a check made before their bodies arrive. The slot is released
         when the upload fails, or once the job is in the store (then it counts as queued)."""
+        storage = self.storage_state()
+        if storage != "ok":  # before the body is read: the upload would fill the disk further
+            raise insufficient_storage(storage)
         with self._admission:
             waiting = self.store.count(JobStatus.QUEUED) + self._reserved
             if waiting >= self.settings.max_queue:
@@ -162,6 +166,11 @@ class Service:
         if spf is None or position <= 0:
             return 0.0
         return round(position * spf * 250, 1)  # a typical job is ~10 s of video
+
+    def storage_state(self) -> str:
+        """``"ok"`` while the data folder has at least ``min_free_mb`` free, else why not (a
+        ``statvfs``: cheap enough for every upload)."""
+        return storage_state(self.settings.data_dir, int(self.settings.min_free_mb * 2**20))
 
     def database_state(self, max_age_s: float = 5.0) -> str:
         """``"ok"`` when the job database is readable throughout; checked at most every

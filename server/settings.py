@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     worker_name: str = ""  # how job records name this host (empty: the host name)
     # A running job's worker renews a lease this often x4; an expired lease: the worker died.
     worker_lease_s: float = Field(15.0, gt=0)
+    # Disk and slow clients (issue 16 items 4 and 10)
+    min_free_mb: float = Field(1024.0, ge=0)  # below this free in data_dir: /ready 503, new jobs 507
+    body_timeout_s: float = Field(300.0, gt=0)  # a request body must arrive within this, else 408
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

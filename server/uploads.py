@@ -121,7 +121,7 @@ async def receive_multipart(request: Request, folder: Path, limit: int) -> Parse
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-    except APIError:
+    except (APIError, OSError):  # OSError: writing the part failed (a full disk: the route's 507)
         raise
     except Exception as exc:  # the parser's own errors: a malformed body
         raise APIError(400, "MALFORMED_UPLOAD", f"malformed multipart body: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from server.job_store import Job, JobStore
 from server.lifecycle import JobLifecycle, JobStatus
 from server.metrics import Metrics
 from server.progress import ProgressBoard
+from server.storage import CODE as STORAGE_CODE
+from server.storage import is_disk_full
 
 if TYPE_CHECKING:
     from server.devices import DevicePool
@@ -176,9 +179,14 @@ def run_started_job(
     except CodedError as exc:  # what the inputs caused: the client's to see as it is
         log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
         lifecycle.fail(job, exc.code, exc.message)
-    except Exception as exc:  # a bug or a broken installation: ours to look at
-        log.exception("job %s failed with an internal error", job.id)
-        lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
+    except Exception as exc:
+        if is_disk_full(exc):  # not a bug: the data folder filled up (/ready says so too)
+            log.error("job %s failed: the data folder is full (%s)", job.id, exc)
+            shutil.rmtree(work / "tmp", ignore_errors=True)  # give back what it took
+            lifecycle.fail(job, STORAGE_CODE, "the server's disk filled up while running this job")
+        else:  # a bug or a broken installation: ours to look at
+            log.exception("job %s failed with an internal error", job.id)
+            lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
     else:
         for stage, seconds in result.timings.items():
             metrics.stage_seconds.labels(stage).observe(seconds)

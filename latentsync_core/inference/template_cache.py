@@ -21,6 +21,7 @@ in the job's work folder only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
@@ -69,6 +70,32 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 def from_numpy(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(a))
     return t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+
+
+def allocated_memmap(path: Path, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` file of ``shape``, memory-mapped for writing, with every disk block
+    reserved before it is mapped. A map over a sparse file takes its blocks when a page is
+    first written; on a full disk the kernel then answers with SIGBUS, which kills the whole
+    process. Reserving up front turns a full disk into an ``OSError`` (ENOSPC) here."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        size = f.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            _write_zeros(f, size)  # a filesystem without fallocate: ordinary writes reserve the blocks
+    return np.lib.format.open_memmap(path, mode="r+")
+
+
+def _write_zeros(f: BinaryIO, size: int) -> None:
+    zeros = bytes(_CHUNK)
+    while (left := size - f.tell()) > 0:
+        f.write(zeros[:left])
+    f.flush()
+    os.fsync(f.fileno())
 
 
 @dataclass
@@ -229,11 +256,8 @@ class TemplateSession:
         if self.template is not None:
             self._rows, self._known = self.template.moments, np.ones(frames, bool)
             return
-        self._rows = np.lib.format.open_memmap(
-            self._moments_folder() / "moments.npy",
-            mode="w+",
-            dtype=numpy_dtype(self._dtype),
-            shape=(frames, 2, 8, latent_size, latent_size),
+        self._rows = allocated_memmap(
+            self._moments_folder() / "moments.npy", numpy_dtype(self._dtype), (frames, 2, 8, latent_size, latent_size)
         )
         self._known = np.zeros(frames, bool)
 

@@ -1,0 +1,44 @@
+"""A deadline for request bodies: a client that trickles its upload (one byte a second keeps
+every per-read timeout happy) holds a queue slot, a job folder and a connection for as long
+as it likes. Every body must arrive whole within ``body_timeout_s`` of the request's start;
+after that the read fails with 408 ``BODY_TIMEOUT``, the route's clean-up runs (the partial
+files go, the queue slot is released) and the connection is closed.
+
+Pure ASGI (no BaseHTTPMiddleware, which would buffer and re-wrap the body)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import APIError
+
+
+class BodyTimeoutMiddleware:
+    def __init__(self, app: ASGIApp, seconds: float):
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:  # later reads only wait for a disconnect: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise APIError(408, "BODY_TIMEOUT", f"the request body did not arrive within {self.seconds:g} s",
+                               {"Connection": "close"}) from None  # fmt: skip
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        await self.app(scope, timed_receive, send)
