@@ -27,6 +27,9 @@ class ServerProcess:
             "LATENTSYNC_INFERENCE_STEPS": "2",
             "LATENTSYNC_API_KEYS": KEY,
             "LATENTSYNC_WARMUP": "false",
+            # The tests' jobs need a few MB; a CI disk with under the default 1 GB free must not
+            # make /ready 503 (the disk-full tests set their own threshold).
+            "LATENTSYNC_MIN_FREE_MB": "64",
         }
         self.env.update({f"LATENTSYNC_{k.upper()}": str(v) for k, v in settings.items()})
         self.proc = None
