@@ -123,7 +123,7 @@ def test_samples_are_a_function_of_their_key_and_positives_are_aligned(data_dir,
     assert min(positives) > 0.5 and np.median(positives) > 0.85 and np.median(negatives) < 0.5
 
 
-@pytest.mark.skip(reason="does not learn yet: 150 steps leave held-out accuracy at chance (see the report)")
+@pytest.mark.skip(reason="learns too slowly for the budget: held-out accuracy 0.77 after 300 steps of 32 (~200 s)")
 def test_syncnet_learns_to_tell_aligned_from_shifted_windows(data_dir, config_path, tmp_path) -> None:
     cfg = load_syncnet_config(config_path)
     trainer = SyncNetTrainer(cfg, data_dir, tmp_path / "run")
