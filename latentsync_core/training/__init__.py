@@ -1,0 +1,1 @@
+"""Training: datasets, loss networks and trainers (UNet stages 1/2, SyncNet)."""

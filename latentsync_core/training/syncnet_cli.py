@@ -1,0 +1,77 @@
+"""``latentsync train syncnet``: the command line of :mod:`latentsync_core.training.syncnet_trainer`.
+
+``add_syncnet_parser(train_subparsers)`` registers ``syncnet`` (with ``func=run``) under a
+``train`` command group; ``python -m latentsync_core.training.syncnet_cli syncnet ...`` runs
+it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from latentsync_core.config import ConfigError
+from latentsync_core.errors import CodedError
+from latentsync_core.syncnet_config import DEFAULT_SYNCNET_CONFIG
+
+EXIT_OK, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 2, 130
+
+
+def add_syncnet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "syncnet",
+        help="train StableSyncNet on the clips of `latentsync preprocess`",
+        description="Train StableSyncNet: aligned vs. shifted face/mel windows of DATA's clips. "
+        "Checkpoints hold the whole state; --resume continues exactly where a run stopped.",
+    )
+    p.add_argument("--config", default=str(DEFAULT_SYNCNET_CONFIG), help="configs/syncnet/*.yaml")
+    p.add_argument("--data", required=True, help="output folder of `latentsync preprocess` (its file lists)")
+    p.add_argument("--output", required=True, help="run folder: checkpoints/, tensorboard/, config.yaml")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (default: the config's)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from latentsync_core.syncnet_config import load_syncnet_config
+    from latentsync_core.training.syncnet_trainer import train_syncnet
+
+    try:
+        cfg = load_syncnet_config(args.config, overrides=args.set)
+        result = train_syncnet(
+            cfg, args.data, args.output, args.max_steps, args.resume, args.device, progress=not args.no_progress
+        )
+    except ConfigError as exc:
+        return _fail("CONFIG_INVALID", str(exc))
+    except CodedError as exc:
+        return _fail(exc.code, exc.message)
+    except KeyboardInterrupt:
+        return _fail("INTERRUPTED", "stopped; rerun with --resume to continue", EXIT_INTERRUPTED)
+    val = ", ".join(f"val {k} {v:.4f}" for k, v in result.val.items())
+    print(f"step {result.step}: train loss {result.train_loss:.4f}" + (f", {val}" if val else ""))
+    if result.checkpoint:
+        print(f"checkpoint {result.checkpoint}")
+    return EXIT_OK
+
+
+def _fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
+    print(f"error [{code}]: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="latentsync train")
+    add_syncnet_parser(parser.add_subparsers(dest="train_command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
