@@ -34,12 +34,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     webhook_url TEXT,
-    owner TEXT
+    owner TEXT,
+    disk_estimate_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
 """
 # Columns added after the first release: (name, declaration) for ALTER TABLE on older databases.
-_ADDED_COLUMNS = [("owner", "TEXT")]
+_ADDED_COLUMNS = [("owner", "TEXT"), ("disk_estimate_bytes", "INTEGER")]
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Job:
     error_message: str | None = None
     webhook_url: str | None = None
     owner: str | None = None  # SHA-256 (hex) of the API key that created the job; None: no keys configured
+    disk_estimate_bytes: int | None = None  # worst-case disk the job may need (latentsync_core/job_disk.py)
 
 
 class JobStore:

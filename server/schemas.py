@@ -59,6 +59,9 @@ class JobView(BaseModel):
     error: dict[str, str] | None
     result_url: str | None
     result: dict[str, Any] | None
+    disk_estimate_bytes: int | None = Field(
+        None, description="worst-case disk the job may need (frame store, moments, output), from its probes"
+    )
 
 
 class JobList(BaseModel):

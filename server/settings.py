@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_pixels: int = Field(3840 * 2160, ge=1)  # decoded frame width x height; larger: FRAME_TOO_LARGE
     probe_timeout_s: float = Field(30.0, gt=0)  # one ffprobe/ffmpeg probe of an input
     probe_memory_mb: int = Field(1024, ge=64)  # address space a probe's child may take
+    # Worst-case disk one job may need (frame store of a looping video, moments, output), from
+    # its probes at upload: larger is refused with 413 JOB_TOO_LARGE_FOR_DISK. GiB (2**30), as
+    # template_cache_max_gb; 20: a 1080p job whose video may loop, up to about 125 s long.
+    max_job_disk_gb: float = Field(20.0, gt=0)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
@@ -118,7 +122,7 @@ class Settings(BaseSettings):
         read after they were checked: a name replaced by a symlink is never followed."""
         return MediaLimits(max_video_s=self.max_video_s, max_audio_s=self.max_audio_s, max_pixels=self.max_pixels,
                            probe_timeout_s=self.probe_timeout_s, probe_memory_mb=self.probe_memory_mb,
-                           follow_symlinks=False)  # fmt: skip
+                           follow_symlinks=False, max_job_disk_bytes=int(self.max_job_disk_gb * 2**30))  # fmt: skip
 
     def default_params(self) -> dict[str, Any]:
         """Job parameters a request leaves unset."""
