@@ -2,10 +2,10 @@
 
 Runs the pipeline (demo weights, CPU, one step: disk use does not depend on the steps)
 on ``--video-s`` seconds of the bundled 1080x1920 clip with ``--audio-s`` seconds of
-speech, so the video loops and the raw frame store is used (the worst case), samples the
+speech, so the video loops and the frame store is used (the worst case), samples the
 job's work folder every 50 ms, and prints its peak with the bytes per frame of each file.
 The figure for a longer job is extrapolated per frame (every file grows linearly with
-the frames: the raw store with source frames, moments and output with output frames).
+the frames: the frame store with source frames, moments and output with output frames).
 
     .venv/bin/python -m scripts.bench_disk_footprint --video-s 2 --audio-s 3 --target-s 60
 """
@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
+from latentsync_core.job_disk import estimate_job_disk
 from latentsync_core.loading import load_models
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 
@@ -74,12 +75,15 @@ def main() -> None:
     print(f"{src} source frames looped to {out} output frames at {result.width}x{result.height}")
     print(f"peak work folder: {peak_total[0] / 2**20:.1f} MiB")
     for name, size in sorted(peak.items(), key=lambda kv: -kv[1]):
-        per = src if name.endswith("frames.raw") else out
+        per = src if name.startswith("tmp/frames.") else out
         print(f"  {name:32s} {size / 2**20:9.1f} MiB  {size / per / 2**20:7.3f} MiB per frame")
     frames = int(args.target_s * FPS)
-    projected = sum(size / (src if n.endswith("frames.raw") else out) for n, size in peak.items()) * frames
+    projected = sum(size / (src if n.startswith("tmp/frames.") else out) for n, size in peak.items()) * frames
     print(f"extrapolated, {args.target_s:.0f} s ({frames} frames, the video as long as the speech: worst case)"
           f" {projected / 2**30:.2f} GiB")  # fmt: skip
+    worst = estimate_job_disk(result.width, result.height, args.target_s, args.target_s)
+    print(f"admission estimate (worst case, job_disk.py) for {args.target_s:.0f} s: {worst.total / 2**30:.2f} GiB"
+          f" ({', '.join(f'{k} {v / 2**30:.2f}' for k, v in worst.to_json().items())} GiB)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -35,12 +35,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_message TEXT,
     webhook_url TEXT,
     owner TEXT,
-    worker TEXT
+    worker TEXT,
+    disk_estimate_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
 """
 # Columns added after the first release: (name, declaration) for ALTER TABLE on older databases.
-_ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT")]
+_ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT"), ("disk_estimate_bytes", "INTEGER")]
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Job:
     webhook_url: str | None = None
     owner: str | None = None  # SHA-256 (hex) of the API key that created the job; None: no keys configured
     worker: dict[str, str] | None = None  # {"host", "device"} of the last attempt; None before it started
+    disk_estimate_bytes: int | None = None  # worst-case disk the job may need (latentsync_core/job_disk.py)
 
 
 class JobStore:

@@ -21,7 +21,7 @@ _ERROR_TEXT = {
     408: "The request body did not arrive within the body timeout",
     409: "The job has no result yet",
     410: "The result was removed after its retention time",
-    413: "The upload or the JSON body is too large",
+    413: "The upload or the JSON body is too large, or the job would need more disk than MAX_JOB_DISK_GB",
     415: "Neither multipart/form-data nor application/json",
     422: "A parameter is invalid",
     429: "The queue is full; retry after the Retry-After header's seconds",

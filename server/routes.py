@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from latentsync_core.errors import MediaError
+from latentsync_core.job_disk import DiskEstimate
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs
 from server.deps import CallerDep, JobDep, ServiceDep, require_api_key
@@ -122,11 +123,11 @@ async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JS
             s = svc.settings
             if params.webhook_url:
                 await run_in_threadpool(_check_webhook, svc, params.webhook_url)
-            await run_in_threadpool(_check_media, video, audio, s.media_limits())
+            disk = await run_in_threadpool(_check_media, video, audio, s.media_limits())
             resolved = svc.resolve_params(params)
             job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video),
                       audio_path=str(audio), work_dir=str(work), webhook_url=params.webhook_url,
-                      owner=caller.owner)  # fmt: skip
+                      owner=caller.owner, disk_estimate_bytes=disk.total)  # fmt: skip
             svc.store.insert(job)
         except BaseException as exc:
             shutil.rmtree(work, ignore_errors=True)  # frees what a refused upload took
@@ -178,12 +179,18 @@ def _check_webhook(svc: Service, url: str) -> None:
         raise APIError(400, "WEBHOOK_NOT_ALLOWED", f"webhook_url not allowed: {exc}") from exc
 
 
-def _check_media(video: Path, audio: Path, limits: MediaLimits) -> None:
-    """Blocking (ffprobe children, time- and memory-capped): runs on a worker thread."""
+# Media errors that are not the input's fault but the service's limit on its size.
+_MEDIA_STATUS = {"JOB_TOO_LARGE_FOR_DISK": 413}
+
+
+def _check_media(video: Path, audio: Path, limits: MediaLimits) -> DiskEstimate:
+    """Blocking (ffprobe children, time- and memory-capped): runs on a worker thread.
+    The job's worst-case disk need, for its record."""
     try:
-        check_inputs(video, audio, limits)
+        vinfo, ainfo = check_inputs(video, audio, limits)
     except MediaError as exc:
-        raise APIError(400, exc.code, exc.message) from exc
+        raise APIError(_MEDIA_STATUS.get(exc.code, 400), exc.code, exc.message) from exc
+    return limits.check_disk(vinfo, ainfo)
 
 
 @router.get("/jobs", response_model=JobList, tags=["jobs"], responses=errors(400, 422))
@@ -279,4 +286,5 @@ def job_view(svc: Service, job: Job) -> JobView:
         result_url=result_url,
         result=job.result_info,
         worker=job.worker,
+        disk_estimate_bytes=job.disk_estimate_bytes,
     )

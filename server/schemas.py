@@ -60,6 +60,9 @@ class JobView(BaseModel):
     result_url: str | None
     result: dict[str, Any] | None
     worker: dict[str, str] | None = Field(None, description="where it ran: {host, device}")
+    disk_estimate_bytes: int | None = Field(
+        None, description="worst-case disk the job may need (frame store, moments, output), from its probes"
+    )
 
 
 class JobList(BaseModel):

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # Disk and slow clients (issue 16 items 4 and 10)
     min_free_mb: float = Field(1024.0, ge=0)  # below this free in data_dir: /ready 503, new jobs 507
     body_timeout_s: float = Field(300.0, gt=0)  # a request body must arrive within this, else 408
+    # Worst-case disk one job may need (frame store of a looping video, moments, output), from
+    # its probes at upload: larger is refused with 413 JOB_TOO_LARGE_FOR_DISK. GiB (2**30), as
+    # template_cache_max_gb; 20: a 1080p job whose video may loop, up to about 125 s long.
+    max_job_disk_gb: float = Field(20.0, gt=0)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
@@ -136,7 +140,7 @@ class Settings(BaseSettings):
         read after they were checked: a name replaced by a symlink is never followed."""
         return MediaLimits(max_video_s=self.max_video_s, max_audio_s=self.max_audio_s, max_pixels=self.max_pixels,
                            probe_timeout_s=self.probe_timeout_s, probe_memory_mb=self.probe_memory_mb,
-                           follow_symlinks=False)  # fmt: skip
+                           follow_symlinks=False, max_job_disk_bytes=int(self.max_job_disk_gb * 2**30))  # fmt: skip
 
     def default_params(self) -> dict[str, Any]:
         """Job parameters a request leaves unset."""

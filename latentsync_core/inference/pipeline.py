@@ -241,8 +241,10 @@ class LipSyncPipeline:
     def _check_inputs(self, ctx: JobContext) -> MediaInfo:
         with ctx.stage("probe"):
             video = probe_video(ctx.video_path, ctx.limits)
+            audio = probe_audio(ctx.audio_path, ctx.limits)
             ctx.limits.check_video(video)
-            ctx.limits.check_audio(probe_audio(ctx.audio_path, ctx.limits))
+            ctx.limits.check_audio(audio)
+            ctx.limits.check_disk(video, audio)
         return video
 
     def _encode_audio(self, ctx: JobContext) -> tuple[np.ndarray, torch.Tensor, int]:

@@ -19,6 +19,7 @@ from latentsync_core.errors import CodedError, MediaError
 from latentsync_core.frame_store import FrameStore
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.template_cache import Template
+from latentsync_core.job_disk import needs_frame_store
 from latentsync_core.media.probe import MediaInfo
 from latentsync_core.media.video_io import FPS, FrameReader
 from latentsync_core.vision.alignment import FaceAligner
@@ -84,21 +85,15 @@ class SourcePlan:
             for start in range(0, n_out, WINDOW):
                 count = min(WINDOW, n_out - start)
                 src_idx = np.array([ping_pong_index(j, self.frame_count) for j in range(start, start + count)])
-                frames = np.stack([self._frame(reader, int(i)) for i in src_idx])
+                if self.store is not None:  # decoded on the store's threads
+                    frames = np.stack(self.store.get_many([int(i) for i in src_idx]))
+                else:
+                    frames = np.stack([_next_frame(reader) for _ in src_idx])
                 yield Window(start, count, src_idx, torch.from_numpy(frames),
                              torch.from_numpy(self.matrices[src_idx]), self.has_face[src_idx])  # fmt: skip
         finally:
             if reader is not None:
                 reader.close()
-
-    def _frame(self, reader: FrameReader | None, index: int) -> np.ndarray:
-        if self.store is not None:
-            return self.store.get(index)
-        assert reader is not None
-        frame = reader.read()
-        if frame is None:
-            raise MediaError("INVALID_VIDEO", "the video ended early on the second read")
-        return frame
 
     def close(self) -> None:
         if self.store is not None:
@@ -126,8 +121,8 @@ class SourcePlanner:
         """One streaming pass: detect faces in every source frame the output shows, in
         order, and compute the smoothed matrices."""
         estimate = max(1, round(info.duration * FPS))
-        keep_frames = n_out > estimate - 2 * FPS  # the loop needs random access to frames
-        store = FrameStore(ctx.work / "frames.raw", info.height, info.width) if keep_frames else None
+        keep_frames = needs_frame_store(n_out, estimate)  # the loop needs random access to frames
+        store = _new_store(ctx, info) if keep_frames else None
         aligner = FaceAligner(self.resolution)
         matrices: list[np.ndarray | None] = []
         boxes: list[tuple[float, ...]] = []
@@ -153,7 +148,7 @@ class SourcePlanner:
             if all(m is None for m in matrices):
                 raise no_face_error()
             if n_out > len(matrices) and store is None:  # the probe under-estimated: decode again into a store
-                store = _store_frames(ctx.video_path, info, len(matrices), ctx.work)
+                store = _store_frames(ctx, info, len(matrices))
         except BaseException:
             if store is not None:
                 store.close()
@@ -172,22 +167,35 @@ class SourcePlanner:
         if not has_face.any():
             raise no_face_error()
         raw = template.matrices[:n_src].copy()
-        store = _store_frames(ctx.video_path, info, n_src, ctx.work) if n_out > n_src else None
+        store = _store_frames(ctx, info, n_src) if n_out > n_src else None
         ctx.report("detect", n_src, n_src)
         boxes = template.boxes[:n_src].copy()
         return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, boxes, template.complete)
 
 
-def _store_frames(video_path: Path, info: MediaInfo, count: int, work: Path) -> FrameStore:
-    store = FrameStore(work / "frames.raw", info.height, info.width)
+def _new_store(ctx: JobContext, info: MediaInfo) -> FrameStore:
+    # The whole disk limit is the store's share: it is by far the largest of the job's files.
+    return FrameStore(ctx.work / "frames.png-store", info.height, info.width, ctx.limits.max_job_disk_bytes)
+
+
+def _store_frames(ctx: JobContext, info: MediaInfo, count: int) -> FrameStore:
+    store = _new_store(ctx, info)
     try:
-        with FrameReader(video_path, info.width, info.height) as reader:
+        with FrameReader(ctx.video_path, info.width, info.height) as reader:
             for frame in itertools.islice(reader, count):
                 store.append(frame)
     except BaseException:
         store.close()
         raise
     return store
+
+
+def _next_frame(reader: FrameReader | None) -> np.ndarray:
+    assert reader is not None
+    frame = reader.read()
+    if frame is None:
+        raise MediaError("INVALID_VIDEO", "the video ended early on the second read")
+    return frame
 
 
 def _fill_missing(matrices: np.ndarray, has_face: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from latentsync_core.errors import MediaError
 
 if TYPE_CHECKING:
+    from latentsync_core.job_disk import DiskEstimate
     from latentsync_core.media.probe import MediaInfo
 
 # Compressed audio carries encoder priming and padding (AAC: 2112 samples, 0.26 s at 8 kHz)
@@ -35,6 +36,9 @@ class MediaLimits:
     # A service's inputs are checked when submitted and read later: a name replaced by a
     # symlink in between must not be followed. A library caller's own symlinks may be.
     follow_symlinks: bool = True
+    # Worst-case disk a job may need (frame store, moments, output: ``job_disk.py``); the
+    # frame store also stops at it while writing. None: unlimited.
+    max_job_disk_bytes: int | None = None
 
     def max_video_frames(self, fps: float) -> int | None:
         """Frames at ``fps`` that the longest allowed video decodes to (one more for
@@ -57,6 +61,22 @@ class MediaLimits:
     def check_audio(self, info: MediaInfo) -> None:
         if info.duration > self.max_audio_s:
             raise audio_too_long(info.duration, self.max_audio_s)
+
+    def check_disk(self, video: MediaInfo, audio: MediaInfo) -> DiskEstimate:
+        """The job's worst-case disk need; JOB_TOO_LARGE_FOR_DISK when over the limit."""
+        from latentsync_core.job_disk import estimate_job_disk  # it imports video_io, which imports this
+
+        estimate = estimate_job_disk(video.width, video.height, video.duration, audio.duration)
+        if self.max_job_disk_bytes is not None and estimate.total > self.max_job_disk_bytes:
+            raise disk_limit_error(estimate.total, self.max_job_disk_bytes)
+        return estimate
+
+
+def disk_limit_error(needed: int, limit: int) -> MediaError:
+    return MediaError(
+        "JOB_TOO_LARGE_FOR_DISK",
+        f"the job needs up to {needed / 2**30:.2f} GiB of disk (worst case); the limit is {limit / 2**30:.2f} GiB",
+    )
 
 
 def video_too_long(seconds: float, limit: float, decoded: bool = False) -> MediaError:

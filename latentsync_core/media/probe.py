@@ -63,8 +63,9 @@ def probe_audio(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> Media
 
 def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
     """What a job needs before it is queued: a video stream within the pixel limit, an
-    audio stream, durations (as the containers state them) within their limits, and some
-    audio. Runs ffprobe: call it off any event loop."""
+    audio stream, durations (as the containers state them) within their limits, some
+    audio, and a worst-case disk need within its limit. Runs ffprobe: call it off any
+    event loop."""
     with InputFile(video, limits.follow_symlinks) as v, InputFile(audio, limits.follow_symlinks) as a:
         vinfo = probe_video(v.path, limits)
         ainfo = probe_audio(a.path, limits)
@@ -72,6 +73,7 @@ def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> t
     limits.check_audio(ainfo)
     if ainfo.duration <= 0.01:
         raise MediaError("EMPTY_AUDIO", "the audio track is empty")
+    limits.check_disk(vinfo, ainfo)
     return vinfo, ainfo
 
 
