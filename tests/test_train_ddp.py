@@ -60,14 +60,20 @@ def test_two_process_ddp_matches_one_process(tmp_path, setup):
     start = torch.load(weights / "latentsync_unet.pt", weights_only=True)["state_dict"]
     assert ddp_state.global_batch == one_state.global_batch == 2
     eps = torch.finfo(torch.float32).eps
-    worst, moved = 0.0, 0.0
+    worst = 0.0
+    trained = 0
     for key, p_one in one_state.unet.items():
-        p_ddp = ddp_state.unet[key]
-        # Rounding of the parameters themselves (a few ulp) plus, per step, lr times a
-        # gradient error of 1e-3 of the clipped gradient's scale (1): sums over ~1e3-term
-        # reductions in float32 done in another order and another batch split.
-        tol = 8 * eps * p_one.abs() + STEPS * LR * 1e-3
-        assert torch.all((p_ddp - p_one).abs() <= tol), key
-        worst = max(worst, float((p_ddp - p_one).abs().max()))
-        moved = max(moved, float((p_one - start[key]).abs().max()))
-    assert moved > 100 * STEPS * LR * 1e-3, moved  # training moved the parameters far beyond the bound
+        p_ddp, p_start = ddp_state.unet[key], start[key]
+        step_scale = float((p_one - p_start).abs().max())  # how far training moved this tensor
+        # Rounding of the parameters themselves (a few ulp), plus the updates' difference:
+        # with adam_epsilon 1 an update is Lipschitz in the gradient, and the gradients are
+        # float32 sums of at most ~1e4 terms (frames x latent pixels x channels) taken in
+        # another order and batch split: a relative error of at most 1e4 * eps.
+        tol = 8 * eps * p_one.abs() + 1e4 * eps * step_scale
+        diff = (p_ddp - p_one).abs()
+        assert torch.all(diff <= tol), (key, float(diff.max()), step_scale)
+        if step_scale > 0:
+            trained += 1
+            worst = max(worst, float(diff.max()) / step_scale)
+    assert trained > 100, trained  # stage 2's motion modules and attention moved
+    print(f"worst DDP vs one-process difference: {worst:.2e} of a tensor's training change")
