@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 from diffusers.optimization import get_scheduler
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader
@@ -30,6 +31,9 @@ from latentsync_core.errors import CodedError
 from latentsync_core.inference.conditioning import load_mask
 from latentsync_core.inference.denoise import make_scheduler
 from latentsync_core.inference.params import LipSyncParams
+from latentsync_core.models.stable_syncnet import StableSyncNet
+from latentsync_core.models.unet import UNet3DConditionModel
+from latentsync_core.syncnet_config import SyncNetConfig
 from latentsync_core.training import unet_losses as L
 from latentsync_core.training.audio_cache import AudioFeatureCache
 from latentsync_core.training.distributed import DistInfo, barrier, wrap_ddp
@@ -78,17 +82,17 @@ class UNetTrainer:
         self.amp = run.mixed_precision_training
         self.amp_dtype = AMP_DTYPES[run.mixed_precision_dtype]
         frozen_dtype = self.amp_dtype if self.amp else torch.float32  # frozen networks: half memory under autocast
-        self.unet, _ = build_unet(cfg, options.weights, dev)
+        self.unet = self.load_unet()
         self.trainable = select_trainable(self.unet, cfg)
         if run.enable_gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.weights = L.LossWeights.from_run(run, cfg.model.add_audio_layer)
-        self.vae = load_frozen_vae(options.weights, dev, frozen_dtype)
+        self.vae = self.load_vae(frozen_dtype)
         if run.vae_gradient_checkpointing:
             self.vae.enable_gradient_checkpointing()
         self.syncnet = self.sync_cfg = None
         if self.weights.sync > 0:
-            self.syncnet, self.sync_cfg = load_syncnet_supervisor(cfg, options.weights, dev, frozen_dtype)
+            self.syncnet, self.sync_cfg = self.load_syncnet(frozen_dtype)
             if run.enable_gradient_checkpointing:
                 self.syncnet.enable_gradient_checkpointing()
                 self.syncnet.train()  # its checkpointing is on in train mode only (no dropout, no batch stats)
@@ -110,6 +114,16 @@ class UNetTrainer:
         self.step = 0
         self.history: dict = {"validations": [], "best_lse_c": None}
         self.seed = run.seed
+
+    # ---- the networks (a benchmark overrides these with random full-size ones) ------------
+    def load_unet(self) -> UNet3DConditionModel:
+        return build_unet(self.cfg, self.opt.weights, self.info.device)[0]
+
+    def load_vae(self, dtype: torch.dtype) -> AutoencoderKL:
+        return load_frozen_vae(self.opt.weights, self.info.device, dtype)
+
+    def load_syncnet(self, dtype: torch.dtype) -> tuple[StableSyncNet, SyncNetConfig]:
+        return load_syncnet_supervisor(self.cfg, self.opt.weights, self.info.device, dtype)
 
     # ---- state -----------------------------------------------------------------------
     def state(self) -> TrainState:
