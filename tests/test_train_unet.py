@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync_core.config import load_unet_config
+from latentsync_core.config import CONFIG_DIR, load_unet_config
 from latentsync_core.loading import load_models
 from latentsync_core.models.checkpoint import load_unet_checkpoint
+from latentsync_core.models.unet import UNet3DConditionModel
 from latentsync_core.training import cli
 from latentsync_core.training.distributed import init_distributed
 from latentsync_core.training.train_state import read_state
-from latentsync_core.training.unet_models import WeightSource
+from latentsync_core.training.unet_models import WeightSource, select_trainable
 from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer
 from tests.train_helpers import make_data, make_weights, write_config
 
@@ -49,19 +50,49 @@ def train_cli(*args: str) -> int:
     return cli.main(["train", "unet", "--no-progress", *args])
 
 
-def test_loss_goes_down_when_overfitting_one_clip(tmp_path, data, weights):
+STAGE1 = {"model__use_motion_module": False, "pixel_space_supervise": False, "use_syncnet": False,
+          "trainable_modules": [], "ckpt__resume_ckpt_path": ""}  # fmt: skip
+
+
+@pytest.mark.parametrize(("stage", "overrides", "steps"), [("stage2", {}, 12), ("stage1", STAGE1, 8)])
+def test_loss_goes_down_when_overfitting_one_clip(tmp_path, data, weights, stage, overrides, steps):
     """The trainer's own steps on one batch (a window of the one clip, its noise and
     timestep): the noise MSE falls well under 1, what predicting zeros scores against
-    unit-variance noise, and the whole objective (noise + sync) falls too."""
-    config = write_config(tmp_path / "cfg.yaml", weights, optimizer__lr=3e-3)
+    unit-variance noise, and the whole objective falls too. Stage 2 fine-tunes the motion
+    modules and attention of a released UNet with the sync loss; stage 1 trains a random
+    UNet without motion modules on the noise loss alone."""
+    config = write_config(tmp_path / "cfg.yaml", weights, optimizer__lr=3e-3, **overrides)
     t = trainer(config, data, weights, tmp_path / "run")
     batch = next(iter(t.loader(0, 1)))
-    steps = [t.train_step(batch) for _ in range(12)]
-    assert all(math.isfinite(v["sync"]) and v["sync"] > 0 for v in steps)  # the sync loss ran
-    last = steps[-3:]
-    assert sum(v["recon"] for v in last) / 3 < 0.8, [round(v["recon"], 3) for v in steps]
-    assert sum(v["loss"] for v in last) / 3 < 0.7 * steps[0]["loss"], [round(v["loss"], 3) for v in steps]
-    assert t.step == 12
+    losses = [t.train_step(batch) for _ in range(steps)]
+    if stage == "stage2":
+        assert all(math.isfinite(v["sync"]) and v["sync"] > 0 for v in losses)  # the sync loss ran
+    else:
+        assert "sync" not in losses[0] and len(t.trainable) == len(list(t.unet.parameters()))
+    last = losses[-3:]
+    assert sum(v["recon"] for v in last) / 3 < 0.8, [round(v["recon"], 3) for v in losses]
+    assert sum(v["loss"] for v in last) / 3 < 0.7 * losses[0]["loss"], [round(v["loss"], 3) for v in losses]
+    assert t.step == steps
+
+
+@pytest.mark.parametrize(
+    ("name", "millions", "kinds"),
+    [("stage2_512", 674.79, ("motion_modules.", "attentions.")),
+     ("stage2_efficient", 284.66, ("motion_modules.", "attn2.")), ("stage1", 849.96, ("",))],
+)  # fmt: skip
+def test_trainable_parameters_follow_the_config(name, millions, kinds):
+    """Full-size models (on the meta device: no memory): stage 2 trains motion modules and
+    attention (675 M of 1.27 B), the efficient config audio cross-attention and the
+    decoder's motion modules, stage 1 everything."""
+    cfg = load_unet_config(CONFIG_DIR / "unet" / f"{name}.yaml")
+    with torch.device("meta"):
+        unet = UNet3DConditionModel(cfg.model)
+    chosen = select_trainable(unet, cfg)
+    assert round(sum(p.numel() for p in chosen) / 1e6, 2) == millions
+    names = [n for n, p in unet.named_parameters() if p.requires_grad]
+    assert len(names) == len(chosen) and all(any(k in n for k in kinds) for n in names)
+    frozen = [n for n, p in unet.named_parameters() if not p.requires_grad]
+    assert not any(any(k in n for k in kinds) for n in frozen) if kinds != ("",) else not frozen
 
 
 def test_resume_gives_bit_identical_parameters(tmp_path, data, weights):

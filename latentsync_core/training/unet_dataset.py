@@ -44,6 +44,12 @@ def read_fileslist(path: str | Path) -> list[Path]:
     return [c if c.is_absolute() else path.parent / c for c in clips]
 
 
+def min_clip_frames(num_frames: int) -> int:
+    """The shortest clip in which every target window has a non-overlapping reference
+    window: a start ``s`` needs ``s >= F`` or ``s <= n - 2F`` (upstream asks for 3F)."""
+    return 3 * num_frames - 1
+
+
 def mel_window_length(num_frames: int) -> int:
     """Mel frames under ``num_frames`` video frames (80 mel vs 25 video frames per second)."""
     return math.ceil(num_frames / 5 * 16)
@@ -84,16 +90,16 @@ class UNetWindowDataset(Dataset):
                 return sample
         raise CodedError(
             "NO_USABLE_CLIPS",
-            f"{MAX_SKIPS} clips in a row are shorter than {3 * self.opt.num_frames} frames or lack audio "
-            f"(the last: {clip}); a clip needs three windows of num_frames",
+            f"{MAX_SKIPS} clips in a row are shorter than {min_clip_frames(self.opt.num_frames)} frames or their "
+            f"audio ends early (the last: {clip}); a clip needs about three windows of num_frames",
         )
 
     def _sample(self, clip: Path, rng: np.random.Generator) -> dict | None:
         f, r = self.opt.num_frames, self.opt.resolution
         frames = read_frames(clip, r)
         n = len(frames)
-        if n < 3 * f:
-            log.warning("skipping %s: %d frames, a sample needs %d", clip, n, 3 * f)
+        if n < min_clip_frames(f):
+            log.warning("skipping %s: %d frames, a sample needs %d", clip, n, min_clip_frames(f))
             return None
         start = int(rng.integers(0, n - f + 1))
         # The reference window never overlaps the target window (upstream's rule).

@@ -306,8 +306,11 @@ class UNetTrainer:
     def _writer(self):
         if not self.info.is_main:
             return None
-        from torch.utils.tensorboard import SummaryWriter
-
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is the `train` extra
+            log.warning("tensorboard is not installed (pip install 'latentsync-service[train]'): no curves logged")
+            return None
         return SummaryWriter(str(self.opt.output_dir / "tensorboard"))
 
     def _validator(self) -> Validator | None:
