@@ -33,7 +33,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_data(tmp_path_factory.mktemp("data"), train=[(0.0, 1.4)], val=[(5.0, 1.2)])
+    return make_data(tmp_path_factory.mktemp("data"), train=[(0.0, 1.4)], val=[(5.0, 0.6)])
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +96,16 @@ def test_trainable_parameters_follow_the_config(name, millions, kinds):
 
 
 def test_resume_gives_bit_identical_parameters(tmp_path, data, weights):
-    config = write_config(tmp_path / "cfg.yaml", weights, ckpt__save_ckpt_steps=2)
-    straight = trainer(config, data, weights, tmp_path / "straight", max_steps=4).run()
-    first = trainer(config, data, weights, tmp_path / "resumed", max_steps=2).run()
-    assert first.step == 2
+    config = write_config(tmp_path / "cfg.yaml", weights)
+    straight = trainer(config, data, weights, tmp_path / "straight", max_steps=3).run()
+    first = trainer(config, data, weights, tmp_path / "resumed", max_steps=1).run()
+    assert first.step == 1
     torch.manual_seed(999)  # the resumed run must restore, not inherit, the random state
-    second = trainer(config, data, weights, tmp_path / "resumed", max_steps=4, resume=True).run()
-    assert second.step == 4 and len(second.losses) == 2
+    second = trainer(config, data, weights, tmp_path / "resumed", max_steps=3, resume=True).run()
+    assert second.step == 3 and len(second.losses) == 2
     assert [v["loss"] for v in first.losses + second.losses] == [v["loss"] for v in straight.losses]
     a, b = read_state(straight.last_state), read_state(second.last_state)
-    assert a.step == b.step == 4
+    assert a.step == b.step == 3
     assert a.unet.keys() == b.unet.keys()
     assert all(torch.equal(a.unet[k], b.unet[k]) for k in a.unet)
     moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in a.optimizer["state"].values()]
@@ -169,3 +169,5 @@ def test_checkpoint_with_wrong_keys_is_a_clear_error(tmp_path, data, weights, ca
 
     assert train_cli(*base, "--max-steps", "2", "--resume", "--output", str(tmp_path / "empty")) == 2
     assert "error [NOTHING_TO_RESUME]" in capsys.readouterr().err
+    assert train_cli(*base, "--max-steps", "2", "--no-validation") == 2  # a run's states are never overwritten
+    assert "error [RUN_EXISTS]" in capsys.readouterr().err

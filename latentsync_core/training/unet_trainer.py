@@ -270,6 +270,11 @@ class UNetTrainer:
             if latest is None:
                 raise CodedError("NOTHING_TO_RESUME", f"--resume: no training state in {self.checkpoints.root}")
             self.load_state(latest)
+        elif self.checkpoints.latest() is not None:  # never overwrite another run's states
+            raise CodedError(
+                "RUN_EXISTS",
+                f"{self.opt.output_dir} already holds training states: add --resume or pick a new --output",
+            )
         end = min(cfg.run.max_train_steps, self.opt.max_steps or cfg.run.max_train_steps)
         summary = TrainSummary(step=self.step)
         writer = self._writer()

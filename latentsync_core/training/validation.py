@@ -85,7 +85,8 @@ class Validator:
         unet.eval()
         dtype = next(unet.parameters()).dtype
         vae_dtype = self.vae.dtype
-        self.vae.to(dtype)
+        if vae_dtype != dtype:  # the pipeline runs every network in the UNet's dtype
+            self.vae.to(dtype)
         bundle = ModelBundle(
             unet=unet, vae=self.vae, whisper=self.whisper, detector=self.detector, scheduler=self.scheduler,
             resolution=self.resolution, device=self.device, dtype=dtype, weights_kind="official",
@@ -112,7 +113,8 @@ class Validator:
                     log.warning("validation clip %s: %s", video, entry["error"])
                 clips.append(entry)
         finally:
-            self.vae.to(vae_dtype)
+            if vae_dtype != dtype:
+                self.vae.to(vae_dtype)
             unet.train(was_training)
         scored = [c for c in clips if c["lse_c"] is not None]
         lse_c = float(np.mean([c["lse_c"] for c in scored])) if scored else math.nan
