@@ -171,3 +171,10 @@ def test_checkpoint_with_wrong_keys_is_a_clear_error(tmp_path, data, weights, ca
     assert "error [NOTHING_TO_RESUME]" in capsys.readouterr().err
     assert train_cli(*base, "--max-steps", "2", "--no-validation") == 2  # a run's states are never overwritten
     assert "error [RUN_EXISTS]" in capsys.readouterr().err
+
+    # A loss with a weight needs its network's file; the error names it (weight 0 loads nothing).
+    lpips = tmp_path / "no" / "lpips_vgg16.pt"
+    other = ["--output", str(tmp_path / "lpips"), "--set", "run.perceptual_loss_weight=0.1", "--set"]
+    assert train_cli(*base, *other, f"ckpt.lpips_path={lpips}", "--max-steps", "1") == 2
+    err = capsys.readouterr().err
+    assert "error [LOSS_WEIGHTS_MISSING]" in err and str(lpips) in err
