@@ -178,3 +178,42 @@ def test_checkpoint_with_wrong_keys_is_a_clear_error(tmp_path, data, weights, ca
     assert train_cli(*base, *other, f"ckpt.lpips_path={lpips}", "--max-steps", "1") == 2
     err = capsys.readouterr().err
     assert "error [LOSS_WEIGHTS_MISSING]" in err and str(lpips) in err
+
+
+def test_samples_are_functions_of_their_position(tmp_path, data, weights):
+    """Windows of FRAMES frames with a non-overlapping reference from the same clip, the
+    inference code's audio tokens and the mel window under them; the same position gives
+    the same sample, and the positions of a global batch do not depend on the world size."""
+    from latentsync_core.audio.mel import mel_windows
+    from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
+    from latentsync_core.training.audio_cache import AudioFeatureCache
+    from latentsync_core.training.unet_dataset import (
+        DatasetOptions,
+        StepBatchSampler,
+        UNetWindowDataset,
+        read_fileslist,
+        read_frames,
+        to_pixels,
+    )
+    from tests.train_helpers import FRAMES
+
+    clips = read_fileslist(data / "fileslist_train.txt")
+    cache = AudioFeatureCache(tmp_path / "cache", weights / "whisper" / "tiny.pt")
+    ds = UNetWindowDataset(clips, DatasetOptions(64, FRAMES, seed=7, with_mel=True), cache)
+    frames = to_pixels(read_frames(clips[0], 64))
+    features = WhisperFeatureExtractor(weights / "whisper" / "tiny.pt").features(clips[0])
+    starts = set()
+    for position in range(6):
+        s = ds[position]
+        start, gt, ref = s["start"], s["gt"], s["ref"]
+        starts.add(start)
+        assert torch.equal(gt, frames[start : start + FRAMES])
+        ref_start = next(i for i in range(len(frames) - FRAMES + 1) if torch.equal(ref, frames[i : i + FRAMES]))
+        assert abs(ref_start - start) >= FRAMES
+        assert torch.equal(s["audio"], WhisperFeatureExtractor.chunks(features, 25, start=start, count=FRAMES))
+        assert torch.equal(s["mel"], torch.from_numpy(mel_windows(cache.mel(clips[0]), [start], 26)[0]))
+        assert torch.equal(ds[position]["gt"], gt)  # a pure function of the position
+    assert len(starts) > 1
+    one = list(StepBatchSampler(2, 3, 5))
+    two = [list(StepBatchSampler(1, 3, 5, rank=r, world_size=2)) for r in (0, 1)]
+    assert one == [[6, 7], [8, 9]] and [a + b for a, b in zip(*two, strict=True)] == one
