@@ -86,8 +86,12 @@ class DataConfig:
 
 @dataclass
 class CkptConfig:
-    resume_ckpt_path: str = ""
+    resume_ckpt_path: str = ""  # the UNet a run starts from (fine-tune); "" = random init (stage 1)
     save_ckpt_steps: int = 10000
+    keep_last: int = 3  # training states kept besides the best by validation LSE-C
+    # Loss networks, loaded only when their weight is > 0 (relative paths: from the working directory).
+    lpips_path: str = "checkpoints/auxiliary/lpips_vgg16.pt"
+    trepa_path: str = "checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth"  # upstream's name (trepa.py)
 
 
 @dataclass
@@ -108,6 +112,12 @@ class RunConfig:
     enable_gradient_checkpointing: bool = True
     max_train_steps: int = 10_000_000
     max_train_epochs: int = -1
+    # Memory levers (training only).
+    mixed_precision_dtype: str = "float16"  # autocast dtype when mixed_precision_training: float16 | bfloat16
+    vae_gradient_checkpointing: bool = True  # recompute the VAE decoder in the backward pass
+    vae_decode_chunk_frames: int = 0  # decode the x0 estimate this many frames at a time (0: all at once)
+    validation_steps: int = 0  # validate every N steps (0: at each checkpoint save)
+    num_val_clips: int = 2  # held-out clips lip-synced and scored per validation
 
 
 @dataclass
@@ -117,6 +127,8 @@ class OptimizerConfig:
     max_grad_norm: float = 1.0
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = 0
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 1e-2  # AdamW's default, as upstream
 
 
 @dataclass

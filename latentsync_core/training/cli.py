@@ -1,0 +1,119 @@
+"""``latentsync train unet`` and ``latentsync train export``.
+
+``add_parser(subparsers)`` registers the ``train`` group on the ``latentsync`` parser
+(``func`` runs the command and returns the exit status: 0 done, 2 could not run, 130
+interrupted). Failures print ``error [CODE]: sentence`` on stderr. Under ``torchrun``
+every process runs the same command; rank 0 writes checkpoints, logs and validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from latentsync_core.config import CONFIG_DIR, ConfigError
+from latentsync_core.errors import CodedError
+
+EXIT_OK, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 2, 130
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``train`` with its ``unet`` and ``export`` commands; returns the group's
+    parser (more trainers add themselves to ``parser.train_commands``)."""
+    p = subparsers.add_parser("train", help="train or fine-tune models; export a trained UNet")
+    sub = p.add_subparsers(dest="train_command", required=True)
+    p.train_commands = sub  # type: ignore[attr-defined]
+    u = sub.add_parser(
+        "unet",
+        help="train the UNet (stage 1 / stage 2) or fine-tune a released one",
+        description="Trains on the clips of `latentsync preprocess` (DATA/fileslist_train.txt); validates on "
+        "DATA/fileslist_val.txt with the inference pipeline and SyncNetV2. Resumable (--resume).",
+    )
+    u.add_argument("--config", default=str(CONFIG_DIR / "unet" / "stage2_512.yaml"), help="UNet training YAML")
+    u.add_argument("--data", required=True, help="output folder of `latentsync preprocess`")
+    u.add_argument("--output", required=True, help="run folder: checkpoints/, tensorboard/, val/, config.yaml")
+    u.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
+    u.add_argument("--resume", action="store_true", help="continue from the run's latest state")
+    u.add_argument("--weights", choices=("official", "demo"), default="official",
+                   help="official: VAE, Whisper, SyncNets from --checkpoint-dir; demo: small random ones")  # fmt: skip
+    u.add_argument("--checkpoint-dir", default="checkpoints", help="official weight files (the service's layout)")
+    u.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    u.add_argument("--no-validation", action="store_true", help="skip validation (sync scoring)")
+    u.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. run.seed=1")
+    u.add_argument("--no-progress", action="store_true", help="no progress bar")
+    u.set_defaults(func=run_unet)
+    e = sub.add_parser("export", help="write a run's UNet as latentsync_unet.pt (strictly checked)")
+    e.add_argument("run", help="run folder (or one state file)")
+    e.add_argument("--output", required=True, help="latentsync_unet.pt to write")
+    e.add_argument("--which", choices=("best", "last"), default="best", help="best by LSE-C (default) or last")
+    e.set_defaults(func=run_export)
+    return p
+
+
+def run_unet(args: argparse.Namespace) -> int:
+    from latentsync_core.config import load_unet_config, to_dict
+    from latentsync_core.data.layout import write_text_atomic
+    from latentsync_core.training.distributed import init_distributed, shutdown
+    from latentsync_core.training.unet_models import WeightSource
+    from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer
+
+    info = None
+    try:
+        cfg = load_unet_config(args.config, args.set)
+        info = init_distributed(args.device)
+        output = Path(args.output)
+        if info.is_main:
+            output.mkdir(parents=True, exist_ok=True)
+            from omegaconf import OmegaConf
+
+            write_text_atomic(output / "config.yaml", OmegaConf.to_yaml(to_dict(cfg)))
+        options = TrainOptions(
+            data_dir=Path(args.data), output_dir=output,
+            weights=WeightSource(args.weights, Path(args.checkpoint_dir)), max_steps=args.max_steps,
+            resume=args.resume, progress=not args.no_progress, validate=not args.no_validation,
+        )  # fmt: skip
+        summary = UNetTrainer(cfg, options, info).run()
+    except ConfigError as exc:
+        return _fail("CONFIG_INVALID", str(exc))
+    except CodedError as exc:
+        return _fail(exc.code, exc.message)
+    except KeyboardInterrupt:
+        return _fail("INTERRUPTED", "stopped; rerun with --resume to continue from the last state", EXIT_INTERRUPTED)
+    finally:
+        if info is not None:
+            shutdown(info)
+    if info.is_main:
+        print(f"trained to step {summary.step}; last state {summary.last_state}")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from latentsync_core.training.export import export_unet
+
+    try:
+        state, step = export_unet(args.run, args.output, args.which)
+    except CodedError as exc:
+        return _fail(exc.code, exc.message)
+    print(f"wrote {args.output} (step {step}, from {state})")
+    return EXIT_OK
+
+
+def _fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
+    print(f"error [{code}]: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m latentsync_core.training.cli train unet ...``."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="latentsync")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
