@@ -217,3 +217,18 @@ def test_samples_are_functions_of_their_position(tmp_path, data, weights):
     one = list(StepBatchSampler(2, 3, 5))
     two = [list(StepBatchSampler(1, 3, 5, rank=r, world_size=2)) for r in (0, 1)]
     assert one == [[6, 7], [8, 9]] and [a + b for a, b in zip(*two, strict=True)] == one
+
+
+def test_sync_loss_is_float32_bce_outside_autocast() -> None:
+    """CUDA autocast refuses binary_cross_entropy (the first GPU run of stage 2 failed so):
+    the loss must compute it in float32 with autocast off, equal to a float64 evaluation."""
+    from latentsync_core.training.unet_losses import sync_loss
+
+    gen = torch.Generator().manual_seed(0)
+    vision, audio = torch.rand(4, 32, generator=gen), torch.rand(4, 32, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = sync_loss(vision, audio)
+    assert loss.dtype == torch.float32
+    sims = torch.nn.functional.cosine_similarity(vision.double(), audio.double())
+    expected = -torch.log(sims).mean()
+    assert abs(loss.item() - expected.item()) <= 64 * torch.finfo(torch.float32).eps * expected.item()

@@ -54,10 +54,13 @@ def sync_loss(vision: torch.Tensor, audio: torch.Tensor, y: torch.Tensor) -> tup
     """Mean BCE of the cosine similarities against ``y`` (B, 1), and the similarities (B,).
 
     The embeddings end in a ReLU, so the similarity lies in [0, 1] up to rounding; it is
-    clamped so that a 1 + 1 ulp does not stop training (BCE rejects it).
+    clamped so that a 1 + 1 ulp does not stop training (BCE rejects it). Computed in float32
+    with autocast off: CUDA autocast refuses BCE (unsafe in float16), and the UNet's stage-2
+    loss, which uses this too, runs under autocast.
     """
-    sims = F.cosine_similarity(vision.float(), audio.float()).clamp(0.0, 1.0)
-    return F.binary_cross_entropy(sims, y.reshape(-1).float()), sims
+    with torch.autocast(vision.device.type, enabled=False):
+        sims = F.cosine_similarity(vision.float(), audio.float()).clamp(0.0, 1.0)
+        return F.binary_cross_entropy(sims, y.reshape(-1).float()), sims
 
 
 def visual_input(frames: torch.Tensor, lower_half: bool) -> torch.Tensor:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from latentsync_core.config import RunConfig
@@ -71,9 +70,10 @@ def predicted_x0(alphas_cumprod: torch.Tensor, xt: torch.Tensor, eps: torch.Tens
 
 
 def sync_loss(vision: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-    """BCE of the cosine similarity (clamped into BCE's domain) against 1 ("in sync")."""
-    sims = F.cosine_similarity(vision.float(), audio.float()).clamp(1e-7, 1 - 1e-7)
-    return F.binary_cross_entropy(sims, torch.ones_like(sims))
+    """SyncNet's loss against 1 ("in sync"): the one definition SyncNet training uses."""
+    from latentsync_core.training.syncnet_trainer import sync_loss as cosine_bce
+
+    return cosine_bce(vision, audio, torch.ones(vision.shape[0], 1, device=vision.device))[0]
 
 
 @dataclass(frozen=True)
