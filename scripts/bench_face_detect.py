@@ -26,11 +26,14 @@ import multiprocessing
 import os
 import platform
 import statistics
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -94,6 +97,67 @@ def measure_speed(frames: list[np.ndarray], repeats: int, stride: int, max_motio
         name: {"fps_median": len(frames) / statistics.median(ts), "fps_runs": [len(frames) / t for t in ts]}
         for name, ts in times.items()
     }
+
+
+def measure_stages(frames: list[np.ndarray]) -> dict[str, float]:
+    """Median ms per frame of each step of ``DlibFaceDetector.detect``, single-threaded."""
+    d = DlibFaceDetector()
+    h, w = frames[0].shape[:2]
+    scale = min(1.0, d.detect_size / min(h, w))
+    size = (round(w * scale), round(h * scale))
+    rows: dict[str, list[float]] = {"resize (INTER_AREA)": [], "grey": [], "HOG scan": [], "68 landmarks": []}
+    for frame in frames:
+        t0 = time.perf_counter()
+        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        t1 = time.perf_counter()
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        t2 = time.perf_counter()
+        rects = d._detector(grey, d.upsample)
+        t3 = time.perf_counter()
+        if len(rects):
+            d._predictor(grey, rects[0])
+        t4 = time.perf_counter()
+        for key, dt in zip(rows, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            rows[key].append(dt * 1e3)
+    return {key: statistics.median(v) for key, v in rows.items()}
+
+
+def _longest_stall(work: Callable[[], object]) -> float:
+    """Run ``work`` on a thread while this thread loops; the longest pause of the loop as a
+    share of the call's time. A call holding the GIL all along stalls the loop for most of
+    it; one releasing the GIL only for the OS's scheduling gaps (this machine's other load)."""
+    done = threading.Event()
+    longest, start = 0.0, time.perf_counter()
+    th = threading.Thread(target=lambda: (work(), done.set()))
+    th.start()
+    last = time.perf_counter()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    th.join()
+    return longest / (time.perf_counter() - start)
+
+
+def measure_gil(frame: np.ndarray, calls: int = 8) -> dict[str, float]:
+    """Median longest stall (``_longest_stall``) over ``calls`` calls of each detector step,
+    with a pure-Python loop as the GIL-holding control (its stalls: the 5 ms switch interval)."""
+    d = DlibFaceDetector()
+    grey = cv2.cvtColor(cv2.resize(frame, (480, 853), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    rect = d._detector(grey, 0)[0]
+    steps: dict[str, Callable[[], object]] = {
+        "python loop (control)": lambda: [i for i in range(400_000)],
+        "HOG scan": lambda: d._detector(grey, 0),
+        "68 landmarks x10": lambda: [d._predictor(grey, rect) for _ in range(10)],
+    }
+    return {name: statistics.median(_longest_stall(work) for _ in range(calls)) for name, work in steps.items()}
+
+
+def measure_decode(video: Path, info_size: tuple[int, int], frames: int) -> float:
+    """Frames/s of decoding alone (``FrameReader``, as the planner reads the video)."""
+    start = time.perf_counter()
+    with FrameReader(video, *info_size) as reader:
+        n = sum(1 for _ in itertools.islice(reader, frames))
+    return n / (time.perf_counter() - start)
 
 
 # ---- accuracy ------------------------------------------------------------------------------
@@ -175,7 +239,8 @@ def measure_accuracy(frames: list[np.ndarray], strides: list[int], thresholds: l
     rows: dict[str, dict] = {}
     rng = np.random.default_rng(0)
     noisy = [Face(f.box, f.points + rng.uniform(-0.5, 0.5, f.points.shape)) if f is not None else None for f in ref]
-    rows["reference points +-0.5 px noise"] = {"detected_fraction": 1.0, **compare(frames, ref, ref_faces, ref_m, noisy)}
+    yardstick = compare(frames, ref, ref_faces, ref_m, noisy)
+    rows["reference points +-0.5 px noise"] = {"detected_fraction": 1.0, **yardstick}
     for k in strides:
         for t in [float("inf"), *thresholds]:
             faces, detected = strided_faces(ref, k, t)
@@ -185,8 +250,11 @@ def measure_accuracy(frames: list[np.ndarray], strides: list[int], thresholds: l
     return {
         "frames": len(ref),
         "frames_with_face": int(has.sum()),
-        "frame_to_frame_motion_px": {"median": float(np.median(step)), "p99": float(np.percentile(step, 99)),
-                                     "max": float(step.max())},  # fmt: skip
+        "frame_to_frame_motion_px": {
+            "median": float(np.median(step)),
+            "p99": float(np.percentile(step, 99)),
+            "max": float(step.max()),
+        },  # fmt: skip
         "rows": rows,
     }
 
@@ -202,6 +270,7 @@ def main() -> None:
     ap.add_argument("--speed-stride", type=int, default=2)
     ap.add_argument("--speed-max-motion", type=float, default=4.0)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -216,24 +285,43 @@ def main() -> None:
         print("speed (frames/s, interleaved runs):")
         result["speed"] = measure_speed(frames[: args.speed_frames], args.repeats, args.speed_stride,
                                         args.speed_max_motion)  # fmt: skip
-    print("accuracy:")
-    result["accuracy"] = measure_accuracy(frames, args.strides, args.thresholds)
+        result["stages_ms"] = measure_stages(frames[: args.speed_frames])
+        result["gil_longest_stall"] = measure_gil(frames[0])
+        result["decode_fps"] = statistics.median(
+            measure_decode(args.video, (info.width, info.height), args.speed_frames) for _ in range(args.repeats)
+        )
+    if not args.skip_accuracy:
+        print("accuracy:")
+        result["accuracy"] = measure_accuracy(frames, args.strides, args.thresholds)
     result["machine"]["loadavg_at_end"] = os.getloadavg()
 
     if "speed" in result:
         print(f"\n{'mode':32} {'frames/s (median)':>18}  runs")
         for name, row in result["speed"].items():
             print(f"{name:32} {row['fps_median']:18.2f}  {', '.join(f'{v:.2f}' for v in row['fps_runs'])}")
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in result["stages_ms"].items())
+        print(f"\nms per frame, one thread (median): {stages}")
+        gil = ", ".join(f"{k} {v:.2f}" for k, v in result["gil_longest_stall"].items())
+        print(f"longest stall of a Python loop beside (share of the call): {gil}")
+        print(f"decoding alone (FrameReader): {result['decode_fps']:.1f} frames/s")
+    if "accuracy" not in result:
+        _write(args.json, result)
+        return
     acc = result["accuracy"]
     print(f"\nframe-to-frame motion of the points (px): {acc['frame_to_frame_motion_px']}")
     print(f"{'variant':34} {'detected':>8} {'pt max':>7} {'pt p99':>7} {'face mean':>9} {'worst frame':>11} "
           f"{'face max':>8}")  # fmt: skip
     for name, r in acc["rows"].items():
         print(f"{name:34} {r['detected_fraction']:8.2f} {r['point_err_px_max']:7.2f} {r['point_err_px_p99']:7.2f} "
-              f"{r['face_diff_mean']:9.3f} {r['face_diff_worst_frame_mean']:11.3f} {r['face_diff_max']:8d}")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+              f"{r['face_diff_mean']:9.3f} {r['face_diff_worst_frame_mean']:11.3f} "
+              f"{r['face_diff_max']:8d}")  # fmt: skip
+    _write(args.json, result)
+
+
+def _write(path: Path | None, result: dict) -> None:
+    if path is not None:
+        path.write_text(json.dumps(result, indent=2))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,9 @@ def detect_strided(
     """``(frame, face)`` for each frame, in order, detecting every ``stride``-th frame and
     interpolating between them where allowed (module docstring). About ``workers + 1``
     segments of ``stride`` frames are held in memory at a time."""
-    if stride <= 1:
+    if stride < 1 or max_motion < 0:
+        raise ValueError(f"detect stride must be at least 1 and max_motion not negative ({stride}, {max_motion})")
+    if stride == 1:
         yield from detect_in_order(detector, frames, workers)
         return
     limit = max(2, workers + 1)  # segments in flight: about one anchor per worker
