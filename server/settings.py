@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     template_cache: bool = True  # reuse face detection + VAE encodes of a video seen before
     template_cache_max_gb: float = Field(4.0, gt=0)
     detect_workers: int = Field(0, ge=0)  # face-detection threads; 0 = all cores but one
+    detect_stride: int = Field(1, ge=1, le=8)  # detect every k-th frame, interpolate between; 1 = every frame
     # Sync score (offset, LSE-C, LSE-D) of every job's output with SyncNetV2; auto: on when its
     # weights (checkpoints/auxiliary/syncnet_v2.model) exist, and with demo weights (random).
     sync_score: Literal["auto", "on", "off"] = "auto"
@@ -169,6 +170,7 @@ class Settings(BaseSettings):
             template_cache_dir=self.template_cache_dir if self.template_cache else None,
             template_cache_max_bytes=int(self.template_cache_max_gb * 2**30),
             detect_workers=self.detect_workers or None,
+            detect_stride=self.detect_stride,
             warmup=self.warmup,
             sync_score={"auto": None, "on": True, "off": False}[self.sync_score],
             media_limits=self.media_limits(),

@@ -33,6 +33,7 @@ class PipelineOptions:
     template_cache_dir: Path | None = None  # None: no template cache
     template_cache_max_bytes: int = 4 << 30
     detect_workers: int | None = None  # None: all cores but one
+    detect_stride: int = 1  # detect every k-th frame, interpolate between (LipSyncPipeline); 1: every frame
     warmup: bool = True  # one eager call at full window size before the first job
     # Score every output with SyncNetV2: True, False, or None = when its weights exist
     # (checkpoint_dir/auxiliary/syncnet_v2.model) or with demo weights (a random SyncNet).
@@ -80,6 +81,7 @@ def build_pipeline(options: PipelineOptions) -> LipSyncPipeline:
         detect_workers=options.detect_workers,
         syncnet=_syncnet(options, models.device),
         limits=options.media_limits,
+        detect_stride=options.detect_stride,
     )
     if options.warmup:
         pipeline.warmup()

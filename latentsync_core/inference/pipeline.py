@@ -82,7 +82,9 @@ class LipSyncPipeline:
 
     ``accel`` picks the execution of the UNet and VAE (eager reference, channels-last,
     compiled); ``template_cache`` keeps the audio-independent work on each video;
-    ``detect_workers`` threads run the face detector during the first pass.
+    ``detect_workers`` threads run the face detector during the first pass, on every
+    ``detect_stride``-th frame (1: every frame; more: landmarks interpolated in between
+    where the face moved little, see ``detect_strided``).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class LipSyncPipeline:
         detect_workers: int | None = None,
         syncnet: torch.nn.Module | None = None,
         limits: MediaLimits | None = None,
+        detect_stride: int = 1,
     ):
         self.m = models
         self.limits = limits or MediaLimits()  # what inputs may be; a service sets its own
@@ -103,7 +106,7 @@ class LipSyncPipeline:
         self.vae = VAERunner(models.vae, self.accel)
         self.templates = template_cache if template_cache is not None else NoTemplateCache()
         workers = detect_workers if detect_workers is not None else default_detect_workers()
-        self.planner = SourcePlanner(models.detector, models.resolution, workers)
+        self.planner = SourcePlanner(models.detector, models.resolution, workers, detect_stride)
         self.fast_path_ready = not self.accel.compile
         self.compile_artifacts = "none"  # loaded / saved / none: how the last compile used the artifact cache
 
@@ -158,7 +161,9 @@ class LipSyncPipeline:
     def fingerprint(self) -> str:
         """What cached templates depend on besides the video's bytes."""
         m = self.m
-        return f"{m.resolution}|{m.detector.name}|{m.dtype}|{m.device.type}|{m.vae_id}|{self.accel.channels_last}"
+        key = f"{m.resolution}|{m.detector.name}|{m.dtype}|{m.device.type}|{m.vae_id}|{self.accel.channels_last}"
+        stride = self.planner.detect_stride  # interpolated landmarks make other matrices
+        return key if stride <= 1 else f"{key}|stride{stride}:{self.planner.max_motion:g}"
 
     def describe(self) -> dict:
         """What is loaded, for a status page: device, device name, dtype, weights kind,

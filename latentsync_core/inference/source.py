@@ -23,7 +23,8 @@ from latentsync_core.job_disk import needs_frame_store
 from latentsync_core.media.probe import MediaInfo
 from latentsync_core.media.video_io import FPS, FrameReader
 from latentsync_core.vision.alignment import FaceAligner
-from latentsync_core.vision.face_detection import FaceDetector, detect_in_order
+from latentsync_core.vision.face_detection import FaceDetector
+from latentsync_core.vision.strided_detection import DEFAULT_MAX_MOTION, detect_strided
 
 WINDOW = 16  # frames per UNet call, as the model was trained
 
@@ -108,8 +109,14 @@ class SourcePlan:
 
 
 class SourcePlanner:
-    def __init__(self, detector: FaceDetector, resolution: int, detect_workers: int):
+    """``detect_stride`` k > 1 detects every k-th frame and interpolates the landmarks in
+    between where the face moved at most ``max_motion`` px (``detect_strided``); 1 detects
+    every frame."""
+
+    def __init__(self, detector: FaceDetector, resolution: int, detect_workers: int, detect_stride: int = 1,
+                 max_motion: float = DEFAULT_MAX_MOTION):  # fmt: skip
         self.detector, self.resolution, self.detect_workers = detector, resolution, detect_workers
+        self.detect_stride, self.max_motion = detect_stride, max_motion
 
     def plan(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template | None) -> SourcePlan:
         """From the cached template when the job has one, else by detection."""
@@ -131,7 +138,9 @@ class SourcePlanner:
             max_frames = ctx.limits.max_video_frames(FPS)
             with FrameReader(ctx.video_path, info.width, info.height, max_frames=max_frames) as reader:
                 frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
-                for frame, face in detect_in_order(self.detector, frames, self.detect_workers):
+                detected = detect_strided(self.detector, frames, self.detect_workers, self.detect_stride,
+                                          self.max_motion)  # fmt: skip
+                for frame, face in detected:
                     if store is not None:
                         store.append(frame)
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
