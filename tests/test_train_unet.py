@@ -232,3 +232,26 @@ def test_sync_loss_is_float32_bce_outside_autocast() -> None:
     sims = torch.nn.functional.cosine_similarity(vision.double(), audio.double())
     expected = -torch.log(sims).mean()
     assert abs(loss.item() - expected.item()) <= 64 * torch.finfo(torch.float32).eps * expected.item()
+
+
+def test_stage2_lpips_loss_loads_from_its_file_and_stays_frozen(tmp_path, data, weights):
+    """The pixel-space LPIPS term of stage 2 (on the decoded one-step x0 estimate's lower
+    half): the full-size network loads strictly from the config's file, contributes a
+    finite positive loss, and its weights never change. (TREPA goes through the same
+    loader; its full-size ViT-g is too large for a CPU test, its module is tested alone.)"""
+    from latentsync_core.training.lpips import LPIPSLoss
+
+    torch.manual_seed(3)
+    net = LPIPSLoss()
+    with torch.no_grad():  # the published heads are non-negative
+        for k in range(5):
+            getattr(net, f"lin{k}").model[1].weight.abs_()
+    lpips_file = tmp_path / "lpips_vgg16.pt"
+    torch.save({"state_dict": net.state_dict()}, lpips_file)
+    config = write_config(tmp_path / "cfg.yaml", weights, perceptual_loss_weight=0.1, ckpt__lpips_path=str(lpips_file))
+    t = trainer(config, data, weights, tmp_path / "run")
+    before = {k: v.clone() for k, v in t.lpips.state_dict().items()}
+    batch = next(iter(t.loader(0, 1)))
+    values = [t.train_step(batch) for _ in range(2)]
+    assert all(math.isfinite(v["lpips"]) and v["lpips"] > 0 for v in values), values
+    assert all(torch.equal(before[k], v) for k, v in t.lpips.state_dict().items())
