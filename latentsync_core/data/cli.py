@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from latentsync_core.config import ConfigError
+from latentsync_core.cli_exit import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, fail
 from latentsync_core.errors import CodedError
 
-EXIT_OK, EXIT_CANNOT_RUN, EXIT_ITEMS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 # flag -> config key (flags left unset keep the config file's value)
 _FLAG_KEYS = {
@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_preprocess_config(args.config or DEFAULT_PREPROCESS_CONFIG, overrides=args.set, values=values)
         summary = run_preprocess(args.input_dir, args.output_dir, cfg, progress=not args.no_progress)
     except ConfigError as exc:
-        return _fail("CONFIG_INVALID", str(exc))
+        return fail("CONFIG_INVALID", str(exc))
     except CodedError as exc:
-        return _fail(exc.code, exc.message, EXIT_INTERRUPTED if exc.code == "INTERRUPTED" else EXIT_CANNOT_RUN)
+        return fail(exc.code, exc.message, EXIT_INTERRUPTED if exc.code == "INTERRUPTED" else EXIT_CANNOT_RUN)
     except KeyboardInterrupt:
-        return _fail("INTERRUPTED", "stopped; rerun the same command to resume", EXIT_INTERRUPTED)
+        return fail("INTERRUPTED", "stopped; rerun the same command to resume", EXIT_INTERRUPTED)
     print(format_report(summary.report))
     layout = summary.layout
     assert layout is not None
@@ -89,18 +89,13 @@ def run(args: argparse.Namespace) -> int:
         print("NOTE: DEMO WEIGHTS (LATENTSYNC_WEIGHTS=demo): random SyncNet, sync decisions are meaningless")
     if summary.errors:
         first = summary.errors[0]
-        return _fail(
+        return fail(
             "ITEMS_FAILED",
             f"{len(summary.errors)} item(s) failed unexpectedly (first: stage {first['stage']} of {first['item']}: "
             f"{first['error']}); rerun to retry them",
             EXIT_ITEMS_FAILED,
         )
     return EXIT_OK
-
-
-def _fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
-    print(f"error [{code}]: {message}", file=sys.stderr)
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,10 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
 from latentsync_core.config import CONFIG_DIR, ConfigError
 from latentsync_core.errors import CodedError
-
-EXIT_OK, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -77,11 +76,11 @@ def run_unet(args: argparse.Namespace) -> int:
         )  # fmt: skip
         summary = UNetTrainer(cfg, options, info).run()
     except ConfigError as exc:
-        return _fail("CONFIG_INVALID", str(exc))
+        return fail("CONFIG_INVALID", str(exc))
     except CodedError as exc:
-        return _fail(exc.code, exc.message)
+        return fail(exc.code, exc.message)
     except KeyboardInterrupt:
-        return _fail("INTERRUPTED", "stopped; rerun with --resume to continue from the last state", EXIT_INTERRUPTED)
+        return fail("INTERRUPTED", "stopped; rerun with --resume to continue from the last state", EXIT_INTERRUPTED)
     finally:
         if info is not None:
             shutdown(info)
@@ -96,14 +95,9 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         state, step = export_unet(args.run, args.output, args.which)
     except CodedError as exc:
-        return _fail(exc.code, exc.message)
+        return fail(exc.code, exc.message)
     print(f"wrote {args.output} (step {step}, from {state})")
     return EXIT_OK
-
-
-def _fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
-    print(f"error [{code}]: {message}", file=sys.stderr)
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,11 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
 from latentsync_core.config import ConfigError
 from latentsync_core.errors import CodedError
 from latentsync_core.syncnet_config import DEFAULT_SYNCNET_CONFIG
-
-EXIT_OK, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def add_syncnet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -48,21 +47,16 @@ def run(args: argparse.Namespace) -> int:
             cfg, args.data, args.output, args.max_steps, args.resume, args.device, progress=not args.no_progress
         )
     except ConfigError as exc:
-        return _fail("CONFIG_INVALID", str(exc))
+        return fail("CONFIG_INVALID", str(exc))
     except CodedError as exc:
-        return _fail(exc.code, exc.message)
+        return fail(exc.code, exc.message)
     except KeyboardInterrupt:
-        return _fail("INTERRUPTED", "stopped; rerun with --resume to continue", EXIT_INTERRUPTED)
+        return fail("INTERRUPTED", "stopped; rerun with --resume to continue", EXIT_INTERRUPTED)
     val = ", ".join(f"val {k} {v:.4f}" for k, v in result.val.items())
     print(f"step {result.step}: train loss {result.train_loss:.4f}" + (f", {val}" if val else ""))
     if result.checkpoint:
         print(f"checkpoint {result.checkpoint}")
     return EXIT_OK
-
-
-def _fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
-    print(f"error [{code}]: {message}", file=sys.stderr)
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,17 @@
+"""Exit statuses and the error line shared by the library's command-line entries
+(``preprocess``, ``train ...``): ``error [CODE]: sentence`` on stderr, one status per kind."""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK = 0
+EXIT_CANNOT_RUN = 2  # bad arguments, config or input: nothing (more) was done
+EXIT_ITEMS_FAILED = 3  # ran, but some items failed (preprocess)
+EXIT_INTERRUPTED = 130  # stopped by a signal; rerun (with --resume) to continue
+
+
+def fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
+    """Print the machine-readable code and the human sentence; return ``status``."""
+    print(f"error [{code}]: {message}", file=sys.stderr)
+    return status
