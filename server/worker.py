@@ -96,26 +96,26 @@ class GPUWorker:
                 log.exception("job store unreadable; retrying in 5 s")
                 await asyncio.sleep(5.0)
 
+    async def _idle(self) -> None:
+        """Wait until woken (a new job, a device back) or a second has passed."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+        except TimeoutError:
+            pass
+
     async def _next_job(self) -> None:
         """Run the oldest queued job, or wait up to a second for one."""
         queued = self.store.queued_ids() if self.pipeline is not None else []
         self.metrics.queue_length.set(len(queued))
         if not queued:
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+            await self._idle()
             return
         job = self.store.get(queued[0])
         if job is None or job.status != JobStatus.QUEUED:
             return
         if self.pool is not None and not self.pool.claim(self):  # lent to another job's windows
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+            await self._idle()
             return
         try:
             await self._run(job)

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +105,19 @@ class DlibFaceDetector:
         return Face(box=box, points=np.round(dlib68_to_points3(pts)))
 
 
+def per_thread_detect(clone: Callable[[], FaceDetector]) -> Callable[[np.ndarray], Face | None]:
+    """``detect(frame)`` that gives each calling thread its own detector from ``clone``
+    (dlib's and InsightFace's objects are not safe to share between threads)."""
+    local = threading.local()
+
+    def run(frame: np.ndarray) -> Face | None:
+        if not hasattr(local, "detector"):
+            local.detector = clone()
+        return local.detector.detect(frame)
+
+    return run
+
+
 def detect_in_order(
     detector: FaceDetector, frames: Iterable[np.ndarray], workers: int = 1
 ) -> Iterator[tuple[np.ndarray, Face | None]]:
@@ -116,13 +129,7 @@ def detect_in_order(
         for frame in frames:
             yield frame, detector.detect(frame)
         return
-    local = threading.local()
-
-    def run(frame: np.ndarray) -> Face | None:
-        if not hasattr(local, "detector"):
-            local.detector = clone()
-        return local.detector.detect(frame)
-
+    run = per_thread_detect(clone)
     pending: deque = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="detect") as pool:
         try:

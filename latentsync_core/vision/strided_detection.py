@@ -14,7 +14,6 @@ short detector dropout, or a cut away and back within k frames) gets interpolate
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from latentsync_core.vision.face_detection import Face, FaceDetector, detect_in_order
+from latentsync_core.vision.face_detection import Face, FaceDetector, detect_in_order, per_thread_detect
 
 # Default for the largest anchor-to-anchor move (frame pixels) that is still interpolated.
 DEFAULT_MAX_MOTION = 4.0
@@ -62,13 +61,7 @@ def _submitter(detector: FaceDetector, workers: int) -> Iterator[Callable[[np.nd
 
         yield run_now
         return
-    local = threading.local()
-
-    def run(frame: np.ndarray) -> Face | None:
-        if not hasattr(local, "detector"):
-            local.detector = clone()
-        return local.detector.detect(frame)
-
+    run = per_thread_detect(clone)
     with ThreadPoolExecutor(workers, thread_name_prefix="detect") as pool:
         queued: deque[Future] = deque()
 
