@@ -44,3 +44,13 @@ def make_audio(src: Path, dst: Path, seconds: float, silent: bool = False, start
 def read_frames(path: Path, width: int, height: int) -> np.ndarray:
     with FrameReader(path, width, height) as reader:
         return np.stack(list(reader))
+
+
+def short_job_inputs(media_dir: Path, folder: Path) -> dict[str, Path]:
+    """A short job's inputs for server tests: 1.2 s of the bundled talking head, 1 s of its
+    speech (a job that finishes in seconds with demo weights), and the folder holding them."""
+    return {
+        "video": make_clip(media_dir / "demo1_video.mp4", folder / "clip.mp4", 1.2, start=1.0),
+        "audio": make_audio(media_dir / "demo1_audio.wav", folder / "speech.wav", 1.0),
+        "dir": folder,
+    }

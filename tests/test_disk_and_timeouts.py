@@ -14,7 +14,7 @@ import pytest
 
 from server.client_util import ROOT, wait_ready
 from tests import small_disk
-from tests.media_helpers import make_audio, make_clip
+from tests.media_helpers import short_job_inputs
 from tests.server_helpers import AUTH, KEY, ServerProcess
 
 MB = 1 << 20
@@ -25,12 +25,7 @@ BODY_TIMEOUT_S = 3
 
 @pytest.fixture(scope="module")
 def inputs(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("inputs")
-    return {
-        "video": make_clip(media_dir / "demo1_video.mp4", d / "clip.mp4", 1.2, start=1.0),
-        "audio": make_audio(media_dir / "demo1_audio.wav", d / "speech.wav", 1.0),
-        "dir": d,
-    }
+    return short_job_inputs(media_dir, tmp_path_factory.mktemp("inputs"))
 
 
 class SmallDiskServer(ServerProcess):

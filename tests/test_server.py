@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from latentsync_core.media.probe import probe
-from tests.media_helpers import make_audio, make_clip
+from tests.media_helpers import make_audio, make_clip, short_job_inputs
 from tests.server_helpers import AUTH, ServerProcess
 
 
@@ -23,11 +23,9 @@ from tests.server_helpers import AUTH, ServerProcess
 def inputs(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("inputs")
     return {
-        "video": make_clip(media_dir / "demo1_video.mp4", d / "clip.mp4", 1.2, start=1.0),
-        "audio": make_audio(media_dir / "demo1_audio.wav", d / "speech.wav", 1.0),
+        **short_job_inputs(media_dir, d),
         "long_video": make_clip(media_dir / "demo1_video.mp4", d / "long.mp4", 8.0),
         "silent_video": make_clip(media_dir / "demo1_video.mp4", d / "silent.mp4", 0.5, audio=False),
-        "dir": d,
     }
 
 
