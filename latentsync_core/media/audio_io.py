@@ -28,7 +28,13 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: fl
         raise MediaError("AUDIO_NOT_FOUND", f"audio file not found: {Path(path).name}")
     cap = None if max_seconds is None else int((max_seconds + AUDIO_SLACK_S) * sample_rate) * 2
     with held_open(path) as held:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "0", *input_args(held),
+        try:
+            source = input_args(held)  # the container, from the bytes
+        except MediaError as exc:  # not media at all: for a speech track that is INVALID_AUDIO
+            if exc.code != "INVALID_MEDIA":
+                raise
+            raise MediaError("INVALID_AUDIO", f"cannot decode audio from {display_name(path)}: {exc.message}") from exc
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "0", *source,
                "-vn", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "-"]  # fmt: skip
         pcm, err, code = _read_capped(cmd, cap)
     if cap is not None and len(pcm) > cap:
