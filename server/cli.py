@@ -12,7 +12,6 @@ from typing import Any
 
 from latentsync_core.data.cli import add_parser as add_preprocess_parser
 from latentsync_core.training.cli import add_parser as add_train_parser
-from latentsync_core.training.syncnet_cli import add_syncnet_parser
 from server.settings import Settings
 from server.worker_cli import add_parser as add_worker_parser
 
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_preprocess_parser(sub)
     add_worker_parser(sub)
-    add_syncnet_parser(add_train_parser(sub).train_commands)
+    add_train_parser(sub)  # train unet | syncnet | export
     p = sub.add_parser("infer", help="lip-sync one video to one audio file")
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)

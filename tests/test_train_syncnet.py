@@ -157,7 +157,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data_dir, config_pa
     whole = train_syncnet(cfg, data_dir, tmp_path / "whole", max_steps=5, progress=False)
 
     # The first part through the command line, in its own process.
-    cli = [sys.executable, "-m", "latentsync_core.training.syncnet_cli", "syncnet", "--config", str(config_path),
+    cli = [sys.executable, "-m", "latentsync_core.training.cli", "train", "syncnet", "--config", str(config_path),
            "--data", str(data_dir), "--output", str(tmp_path / "parts"), "--max-steps", "2", "--no-progress",
            *[arg for item in small for arg in ("--set", item)]]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the fixture: same kernels, same sums

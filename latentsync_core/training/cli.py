@@ -17,14 +17,15 @@ from pathlib import Path
 from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
 from latentsync_core.config import CONFIG_DIR, ConfigError
 from latentsync_core.errors import CodedError
+from latentsync_core.training.syncnet_cli import add_syncnet_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``train`` with its ``unet`` and ``export`` commands; returns the group's
-    parser (more trainers add themselves to ``parser.train_commands``)."""
+    """Register ``train`` with its ``unet``, ``syncnet`` and ``export`` commands; returns the
+    group's parser."""
     p = subparsers.add_parser("train", help="train or fine-tune models; export a trained UNet")
     sub = p.add_subparsers(dest="train_command", required=True)
-    p.train_commands = sub  # type: ignore[attr-defined]
+    add_syncnet_parser(sub)
     u = sub.add_parser(
         "unet",
         help="train the UNet (stage 1 / stage 2) or fine-tune a released one",
@@ -101,7 +102,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m latentsync_core.training.cli train unet ...``."""
+    """Stand-alone entry: ``python -m latentsync_core.training.cli train unet|syncnet|export ...``."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="latentsync")
     add_parser(parser.add_subparsers(dest="command", required=True))

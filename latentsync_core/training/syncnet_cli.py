@@ -1,16 +1,12 @@
 """``latentsync train syncnet``: the command line of :mod:`latentsync_core.training.syncnet_trainer`.
 
 ``add_syncnet_parser(train_subparsers)`` registers ``syncnet`` (with ``func=run``) under a
-``train`` command group; ``python -m latentsync_core.training.syncnet_cli syncnet ...`` runs
-it alone.
+``train`` command group (``training/cli.py``, the one place that group is assembled).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Sequence
 
 from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
 from latentsync_core.config import ConfigError
@@ -57,15 +53,3 @@ def run(args: argparse.Namespace) -> int:
     if result.checkpoint:
         print(f"checkpoint {result.checkpoint}")
     return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="latentsync train")
-    add_syncnet_parser(parser.add_subparsers(dest="train_command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
