@@ -5,7 +5,9 @@ Every call takes an argument list: no shell, so file names with spaces or quotes
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,18 +18,38 @@ from pathlib import Path
 from latentsync_core.errors import MediaError
 from latentsync_core.media.input_file import descriptor_of, inherited_fds
 
-__all__ = ["MediaError", "capped", "ffmpeg_exe", "ffprobe_exe", "input_arg", "run_ffmpeg"]
+__all__ = [
+    "MIN_FFMPEG", "MediaError", "capped", "ffmpeg_exe", "ffmpeg_version", "ffprobe_exe", "input_arg", "run_ffmpeg",
+]
+
+log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary: ``$LATENTSYNC_FFMPEG``, the system's, or imageio-ffmpeg's."""
-    explicit = os.environ.get("LATENTSYNC_FFMPEG")
-    if explicit:
-        return explicit
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
+# The oldest ffmpeg the project supports: Debian 12's 5.1, what most servers have. Older
+# releases lack options the product and its tests use (``-fps_mode``, display matrices).
+MIN_FFMPEG = (5, 1)
+_VERSION = re.compile(r"ffmpeg version n?(\d+)\.(\d+)")
+
+
+def ffmpeg_version(exe: str) -> tuple[int, int] | None:
+    """``(major, minor)`` that ``exe -version`` prints; None for a build that prints no release
+    number (a git snapshot: ``N-112345-g...``), which is newer than any release."""
+    try:
+        out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"ffmpeg at {exe} does not run: {exc}") from exc
+    first = out.stdout.splitlines()[0] if out.stdout else ""
+    if not first.startswith("ffmpeg version"):
+        raise RuntimeError(f"{exe} is not ffmpeg (its -version printed {first[:80]!r})")
+    found = _VERSION.match(first)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _supported(version: tuple[int, int] | None) -> bool:
+    return version is None or version >= MIN_FFMPEG
+
+
+def _wheel_ffmpeg() -> str:
     try:
         import imageio_ffmpeg
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -36,10 +58,41 @@ def ffmpeg_exe() -> str:
 
 
 @lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: ``$LATENTSYNC_FFMPEG`` (refused when older than
+    ``MIN_FFMPEG``), else the system's when it is at least that version, else imageio-ffmpeg's."""
+    minimum = ".".join(map(str, MIN_FFMPEG))
+    explicit = os.environ.get("LATENTSYNC_FFMPEG")
+    if explicit:
+        version = ffmpeg_version(explicit)
+        if not _supported(version):
+            raise RuntimeError(
+                f"LATENTSYNC_FFMPEG={explicit} is ffmpeg {'.'.join(map(str, version or ()))}; "
+                f"the oldest supported is {minimum}: unset it to use the bundled one"
+            )
+        return explicit
+    found = shutil.which("ffmpeg")
+    if found:
+        version = ffmpeg_version(found)
+        if _supported(version):
+            return found
+        log.warning(
+            "system ffmpeg %s at %s is older than %s: using the one imageio-ffmpeg ships",
+            ".".join(map(str, version or ())), found, minimum,
+        )
+    return _wheel_ffmpeg()
+
+
+@lru_cache(maxsize=1)
 def ffprobe_exe() -> str | None:
-    """Path of ffprobe: ``$LATENTSYNC_FFPROBE``, else the system's; None means probing reads
+    """Path of ffprobe: ``$LATENTSYNC_FFPROBE``, else the one installed beside the chosen ffmpeg
+    (never another installation's, whose version could differ); None means probing reads
     ffmpeg's own output (imageio-ffmpeg ships no ffprobe)."""
-    return os.environ.get("LATENTSYNC_FFPROBE") or shutil.which("ffprobe")
+    explicit = os.environ.get("LATENTSYNC_FFPROBE")
+    if explicit:
+        return explicit
+    beside = Path(ffmpeg_exe()).with_name("ffprobe")
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
 def input_arg(path: str | Path) -> str:
