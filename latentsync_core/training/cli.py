@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     u.add_argument("--checkpoint-dir", default="checkpoints", help="official weight files (the service's layout)")
     u.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     u.add_argument("--no-validation", action="store_true", help="skip validation (sync scoring)")
+    u.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="float64 only checks the arithmetic (slow; e.g. DDP against one process)")
     u.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. run.seed=1")
     u.add_argument("--no-progress", action="store_true", help="no progress bar")
     u.set_defaults(func=run_unet)
@@ -54,6 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run_unet(args: argparse.Namespace) -> int:
+    import torch
+
     from latentsync_core.config import load_unet_config, to_dict
     from latentsync_core.data.layout import write_text_atomic
     from latentsync_core.training.distributed import init_distributed, shutdown
@@ -74,6 +78,7 @@ def run_unet(args: argparse.Namespace) -> int:
             data_dir=Path(args.data), output_dir=output,
             weights=WeightSource(args.weights, Path(args.checkpoint_dir)), max_steps=args.max_steps,
             resume=args.resume, progress=not args.no_progress, validate=not args.no_validation,
+            dtype=torch.float64 if args.dtype == "float64" else torch.float32,
         )  # fmt: skip
         summary = UNetTrainer(cfg, options, info).run()
     except ConfigError as exc:

@@ -58,9 +58,10 @@ def sync_loss(vision: torch.Tensor, audio: torch.Tensor, y: torch.Tensor) -> tup
     with autocast off: CUDA autocast refuses BCE (unsafe in float16), and the UNet's stage-2
     loss, which uses this too, runs under autocast.
     """
+    wide = torch.promote_types(vision.dtype, torch.float32)  # float64 stays float64 (checking runs)
     with torch.autocast(vision.device.type, enabled=False):
-        sims = F.cosine_similarity(vision.float(), audio.float()).clamp(0.0, 1.0)
-        return F.binary_cross_entropy(sims, y.reshape(-1).float()), sims
+        sims = F.cosine_similarity(vision.to(wide), audio.to(wide)).clamp(0.0, 1.0)
+        return F.binary_cross_entropy(sims, y.reshape(-1).to(wide)), sims
 
 
 def visual_input(frames: torch.Tensor, lower_half: bool) -> torch.Tensor:

@@ -58,15 +58,17 @@ def per_sample_timesteps(positions: Sequence[int], seed: int, num_train_timestep
 
 
 def add_noise(alphas_cumprod: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Forward diffusion q(x_t | x_0) (as DDIMScheduler.add_noise), in float32."""
-    a = alphas_cumprod.to(x0.device)[t].float().view(-1, 1, 1, 1, 1)
-    return (a.sqrt() * x0.float() + (1 - a).sqrt() * noise.float()).to(x0.dtype)
+    """Forward diffusion q(x_t | x_0) (as DDIMScheduler.add_noise), in float32 at least."""
+    wide = torch.promote_types(x0.dtype, torch.float32)
+    a = alphas_cumprod.to(x0.device)[t].to(wide).view(-1, 1, 1, 1, 1)
+    return (a.sqrt() * x0.to(wide) + (1 - a).sqrt() * noise.to(wide)).to(x0.dtype)
 
 
 def predicted_x0(alphas_cumprod: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """One-step estimate of x_0 from the predicted noise (DDIM's formula (12))."""
-    a = alphas_cumprod.to(xt.device)[t].float().view(-1, 1, 1, 1, 1)
-    return (xt.float() - (1 - a).sqrt() * eps.float()) / a.sqrt()
+    wide = torch.promote_types(xt.dtype, torch.float32)
+    a = alphas_cumprod.to(xt.device)[t].to(wide).view(-1, 1, 1, 1, 1)
+    return (xt.to(wide) - (1 - a).sqrt() * eps.to(wide)) / a.sqrt()
 
 
 def sync_loss(vision: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,8 @@ class TrainOptions:
     resume: bool = False
     progress: bool = True
     validate: bool = True
+    # float64 checks the arithmetic (the DDP test compares runs to float64 rounding); not for training.
+    dtype: torch.dtype = torch.float32
 
 
 @dataclass
@@ -81,8 +83,11 @@ class UNetTrainer:
             raise CodedError("CONFIG_INVALID", f"run.mixed_precision_dtype must be one of {sorted(AMP_DTYPES)}")
         self.amp = run.mixed_precision_training
         self.amp_dtype = AMP_DTYPES[run.mixed_precision_dtype]
-        frozen_dtype = self.amp_dtype if self.amp else torch.float32  # frozen networks: half memory under autocast
-        self.unet = self.load_unet()
+        self.dtype = options.dtype
+        if self.amp and self.dtype != torch.float32:
+            raise CodedError("CONFIG_INVALID", "mixed precision trains float32 weights: turn it off for float64")
+        frozen_dtype = self.amp_dtype if self.amp else self.dtype  # frozen networks: half memory under autocast
+        self.unet = self.load_unet().to(self.dtype)
         self.trainable = select_trainable(self.unet, cfg)
         if run.enable_gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
@@ -98,9 +103,9 @@ class UNetTrainer:
                 self.syncnet.train()  # its checkpointing is on in train mode only (no dropout, no batch stats)
         self.lpips = L.load_loss_network("lpips", "LPIPSLoss", cfg.ckpt.lpips_path, dev) if self.weights.lpips else None
         self.trepa = L.load_loss_network("trepa", "TREPALoss", cfg.ckpt.trepa_path, dev) if self.weights.trepa else None
-        self.alphas = make_scheduler(load_scheduler_config(), 1).alphas_cumprod.float()
+        self.alphas = make_scheduler(load_scheduler_config(), 1).alphas_cumprod.to(self.dtype)
         self.num_train_timesteps = load_scheduler_config().num_train_timesteps
-        self.mask = load_mask(cfg.data.resolution).to(dev)
+        self.mask = load_mask(cfg.data.resolution).to(dev, self.dtype)
         lr = cfg.optimizer.lr * (info.world_size if cfg.optimizer.scale_lr else 1)
         self.optimizer = torch.optim.AdamW(
             self.trainable, lr=lr, eps=cfg.optimizer.adam_epsilon, weight_decay=cfg.optimizer.weight_decay
@@ -161,9 +166,9 @@ class UNetTrainer:
         b, f = pixels.shape[:2]
         with torch.no_grad():
             dist_ = self.vae.encode(pixels.flatten(0, 1).to(self.vae.dtype)).latent_dist
-        mean = dist_.mean.float().unflatten(0, (b, f))
-        eps = L.per_sample_normal(mean.shape[1:], positions, self.seed, purpose, mean.device)
-        z = (mean + dist_.std.float().unflatten(0, (b, f)) * eps) * SCALING_FACTOR
+        mean = dist_.mean.to(self.dtype).unflatten(0, (b, f))
+        eps = L.per_sample_normal(mean.shape[1:], positions, self.seed, purpose, mean.device).to(self.dtype)
+        z = (mean + dist_.std.to(self.dtype).unflatten(0, (b, f)) * eps) * SCALING_FACTOR
         return z.permute(0, 2, 1, 3, 4)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -183,22 +188,22 @@ class UNetTrainer:
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         dev, cfg = self.info.device, self.cfg
         positions = [int(p) for p in batch["position"]]
-        gt = batch["gt"].to(dev)
+        gt = batch["gt"].to(dev, self.dtype)
         b, f = gt.shape[:2]
         gt_lat = self.latents(gt, positions, 3)
         masked_lat = self.latents(gt * self.mask, positions, 4)
-        ref_lat = self.latents(batch["ref"].to(dev), positions, 5)
+        ref_lat = self.latents(batch["ref"].to(dev, self.dtype), positions, 5)
         h = gt_lat.shape[-1]
         mask_lat = F.interpolate(self.mask[None, 0:1], size=(h, h)).expand(b, f, -1, -1, -1).permute(0, 2, 1, 3, 4)
         alpha = cfg.run.mixed_noise_alpha if cfg.run.use_mixed_noise else None
-        noise = L.mixed_noise(gt_lat.shape[1:], positions, self.seed, alpha, dev)
+        noise = L.mixed_noise(gt_lat.shape[1:], positions, self.seed, alpha, dev).to(self.dtype)
         t = L.per_sample_timesteps(positions, self.seed, self.num_train_timesteps).to(dev)
         noisy = L.add_noise(self.alphas, gt_lat, noise, t)
         unet_in = torch.cat([noisy, mask_lat, masked_lat, ref_lat], dim=1)
-        audio = batch["audio"].to(dev) if cfg.model.add_audio_layer else None
+        audio = batch["audio"].to(dev, self.dtype) if cfg.model.add_audio_layer else None
         with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
             pred = self.model(unet_in, t, encoder_hidden_states=audio, return_dict=False)[0]
-        out = {"recon": F.mse_loss(pred.float(), noise.float())}
+        out = {"recon": F.mse_loss(pred.to(self.dtype), noise)}
         pixel_sync = self.weights.sync > 0 and cfg.run.pixel_space_supervise
         if self.weights.needs_pixels or self.weights.sync > 0:
             x0 = L.predicted_x0(self.alphas, noisy, pred, t)
