@@ -76,11 +76,11 @@ def test_two_process_ddp_matches_one_process(tmp_path, setup):
         step_scale = float((p_one - p_start).abs().max())  # how far training moved this tensor
         # Rounding of the parameters themselves (a few ulp), plus the updates' difference:
         # with adam_epsilon 1 an update is Lipschitz in the gradient (constant lr), and a
-        # gradient is a float64 sum of at most ~1e4 terms (frames x latent pixels x channels):
-        # an error of at most 1e4 eps of the terms' magnitudes. Allowing those magnitudes
-        # 1e4 times the sum (cancellation as deep as the worst float32 case above, 1e5 eps32,
-        # shows ~1e3) gives 1e8 eps = 2.2e-8 of the training change: far below any real mismatch
-        # (a whole training change), far above float64 rounding.
+        # gradient is a float64 sum of at most ~1e4 terms (frames x latent pixels x channels)
+        # in another order: an error of at most 1e4 eps of the terms' summed magnitudes.
+        # Allowing those magnitudes 1e4 times the training change (deeper cancellation than
+        # the worst float32 case above) bounds the difference by 1e8 eps = 2.2e-8 of the
+        # change (measured: ~1e-11); a real mismatch moves a tensor by its whole change.
         tol = 8 * eps * p_one.abs() + 1e8 * eps * step_scale
         diff = (p_ddp - p_one).abs()
         assert torch.all(diff <= tol), (key, float(diff.max()), step_scale)
