@@ -6,6 +6,7 @@ and the sockets."""
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import os
 import random
 import re
@@ -119,6 +120,13 @@ def job_id(job: JobRef) -> str:
 
 def new_idempotency_key() -> str:
     return uuid.uuid4().hex
+
+
+def submit_headers(key: str) -> dict[str, str]:
+    """The Idempotency-Key, and a multipart boundary fixed by it: a retry sends the same
+    bytes as the first attempt (httpx would draw a new random boundary each time)."""
+    boundary = "latentsync-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return {"Idempotency-Key": key, "Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def form_fields(params: Mapping[str, Any]) -> dict[str, str]:

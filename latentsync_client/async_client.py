@@ -34,6 +34,7 @@ from latentsync_client._rules import (
     part_path,
     path_body,
     retry_after_seconds,
+    submit_headers,
     upload_timeout,
 )
 from latentsync_client.errors import APIError, LatentSyncError, TransportError, WaitTimeout
@@ -104,7 +105,7 @@ class AsyncClient:
                 "POST",
                 "/lipsync",
                 prepare=lambda: {"files": media.open(), "data": data},
-                headers={"Idempotency-Key": key},
+                headers=submit_headers(key),
                 timeout=upload_timeout(self._http.timeout),
             )
         finally:

@@ -150,7 +150,8 @@ def run_submit(args: argparse.Namespace) -> int:
         try:
             job = client.wait(job, timeout=args.timeout, progress=not args.no_progress)
         except KeyboardInterrupt:
-            return fail("INTERRUPTED", f"stopped waiting; job {job.id} goes on (cancel: cancel {job.id})", EXIT_INTERRUPTED)
+            message = f"stopped waiting; job {job.id} goes on (to stop it: cancel {job.id})"
+            return fail("INTERRUPTED", message, EXIT_INTERRUPTED)
         if args.json:
             _print_json(job.raw)
         if not job.succeeded:

@@ -30,6 +30,7 @@ from latentsync_client._rules import (
     part_path,
     path_body,
     retry_after_seconds,
+    submit_headers,
     upload_timeout,
 )
 from latentsync_client.errors import APIError, LatentSyncError, TransportError, WaitTimeout
@@ -111,7 +112,7 @@ class Client:
                 "POST",
                 "/lipsync",
                 prepare=lambda: {"files": media.open(), "data": data},
-                headers={"Idempotency-Key": key},
+                headers=submit_headers(key),
                 timeout=upload_timeout(self._http.timeout),
             )
         finally:

@@ -23,7 +23,7 @@ class JobProgress:
             self._tqdm = tqdm
 
     def update(self, job: Job) -> None:
-        label = job.stage or job.status
+        label = job.stage if job.status == "running" and job.stage else job.status
         percent = round(100 * max(0.0, min(1.0, job.progress)), 1)
         extra = {}
         if job.queue_position is not None:
