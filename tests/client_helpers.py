@@ -23,6 +23,7 @@ class Seen:
     body: bytes
     at: float
     answered: int = 0
+    response: bytes = b""  # the upstream's body, whole (even when the proxy cut it off)
 
 
 @dataclass
@@ -77,7 +78,7 @@ class ScriptedProxy:
                 resp = httpx.request(
                     self.command, proxy.upstream + self.path, headers=headers, content=body, timeout=120
                 )
-                seen.answered = resp.status_code
+                seen.answered, seen.response = resp.status_code, resp.content
                 cut = hit and script.cut_after is not None and not script.cut_done and len(resp.content) > 0
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
