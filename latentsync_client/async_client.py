@@ -130,6 +130,8 @@ class AsyncClient:
 
     async def cancel(self, job: JobRef) -> Job:
         current = await self.get(job)
+        # (A job that finishes between this check and the DELETE is removed by it: the API
+        # has one DELETE for both; a cancel-only route would close that window.)
         if current.finished:
             return current
         return job_from_response(await self._send("DELETE", f"/jobs/{current.id}"))

@@ -141,6 +141,8 @@ class Client:
         """Cancel a queued or running job (a running one answers ``canceling`` and stops at
         its next window). A finished job is returned as it is: nothing is removed."""
         current = self.get(job)
+        # (A job that finishes between this check and the DELETE is removed by it: the API
+        # has one DELETE for both; a cancel-only route would close that window.)
         if current.finished:
             return current
         return job_from_response(self._send("DELETE", f"/jobs/{current.id}"))
