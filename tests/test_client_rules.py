@@ -61,7 +61,7 @@ def test_a_jobs_json_with_fields_this_client_does_not_know() -> None:
             "error": {"code": "NO_FACE", "message": "no face"},
             "track": {"id": 2},
             "stream_url": "/jobs/j1/stream",
-        }  # fmt: skip
+        }
     )
     assert job.finished and not job.succeeded and job.error.code == "NO_FACE" and job.progress == 0.4
     assert job.raw["stream_url"] == "/jobs/j1/stream" and job.frames_total == 0
