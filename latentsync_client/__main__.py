@@ -1,4 +1,4 @@
-"""``python -m latentsync_client submit|jobs|cancel ...``"""
+"""``python -m latentsync_client submit|jobs|result|cancel ...``"""
 
 import sys
 

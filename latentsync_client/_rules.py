@@ -209,9 +209,10 @@ def download_step(status: int, headers: Mapping[str, str], offset: int) -> Downl
     return DownloadStep("error")
 
 
-def part_path(dest: Path) -> Path:
-    """Where a download grows until it is whole (then renamed to ``dest``)."""
-    return dest.with_name(dest.name + ".part")
+def part_path(dest: Path, job: str) -> Path:
+    """Where a download grows until it is whole (then renamed to ``dest``). The job's id is in
+    the name: a broken download of another job to the same ``dest`` is never continued."""
+    return dest.with_name(f"{dest.name}.{job}.part")
 
 
 def next_poll_delay(job: Job, previous: float, first: float, most: float) -> float:

@@ -171,7 +171,7 @@ class AsyncClient:
 
     async def result(self, job: JobRef, path: str | os.PathLike) -> Path:
         dest = Path(path)
-        part = part_path(dest)
+        part = part_path(dest, job_id(job))
         url = f"/jobs/{job_id(job)}/result"
         failures = 0
         while True:

@@ -1,4 +1,4 @@
-"""``submit``, ``jobs`` and ``cancel``: the service from the command line, through the client.
+"""``submit``, ``jobs``, ``result`` and ``cancel``: the service from the command line, through the client.
 
 ``add_parser(subparsers)`` registers the three commands on a parser (the service's
 ``latentsync`` command, or ``python -m latentsync_client``); each sets ``func``, which runs
@@ -56,7 +56,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``submit``, ``jobs`` and ``cancel``."""
+    """Register ``submit``, ``jobs``, ``result`` and ``cancel``."""
     p = subparsers.add_parser(
         "submit",
         help="send a video and a speech track to a running service",
@@ -87,6 +87,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.set_defaults(func=run_jobs)
+
+    p = subparsers.add_parser("result", help="download a finished job's video (resumes a broken download)")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("output", type=Path)
+    _connection_options(p)
+    p.set_defaults(func=run_result)
 
     p = subparsers.add_parser("cancel", help="cancel a queued or running job")
     p.add_argument("job_id", metavar="ID")
@@ -182,6 +188,15 @@ def run_jobs(args: argparse.Namespace) -> int:
         print(f"{job.id:32}  {job.status:9}  {job.stage or '-':10}  {job.progress:7.0%}   {error}".rstrip())
     shown = f"{page.offset + 1}-{page.offset + len(page.jobs)}" if page.jobs else "none"
     print(f"{shown} of {page.total}", file=sys.stderr)
+    return EXIT_OK
+
+
+@_guarded
+def run_result(args: argparse.Namespace) -> int:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with _client(args) as client:
+        path = client.result(args.job_id, args.output)
+    print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -184,10 +184,10 @@ class Client:
                 bar.close()
 
     def result(self, job: JobRef, path: str | os.PathLike) -> Path:
-        """Download the result MP4 to ``path``. Bytes grow in ``path + ".part"``; a download
+        """Download the result MP4 to ``path``. Bytes grow in ``path.<job id>.part``; a download
         that broke (here or in an earlier process) continues from there with ``Range``."""
         dest = Path(path)
-        part = part_path(dest)
+        part = part_path(dest, job_id(job))
         url = f"/jobs/{job_id(job)}/result"
         failures = 0
         while True:

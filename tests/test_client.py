@@ -65,7 +65,7 @@ def test_submit_wait_result_equals_what_the_service_serves(
         again = client.wait(job.id, timeout=5, progress=True)  # already finished: one poll, a bar drawn
         out = client.result(again, tmp_path / "out.mp4")
         listed = client.jobs(status="succeeded", limit=500)
-    assert out.read_bytes() == finished["bytes"] and not (tmp_path / "out.mp4.part").exists()
+    assert out.read_bytes() == finished["bytes"] and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
     assert "succeeded" in capsys.readouterr().err
     assert job.id in {j.id for j in listed.jobs} and listed.total >= 1 and listed.limit == 500
 
@@ -73,7 +73,8 @@ def test_submit_wait_result_equals_what_the_service_serves(
 def test_a_partial_download_on_disk_continues_with_range(server: ServerProcess, finished: dict, tmp_path: Path) -> None:
     whole = finished["bytes"]
     dest = tmp_path / "resumed.mp4"
-    (tmp_path / "resumed.mp4.part").write_bytes(whole[: len(whole) // 3])
+    (tmp_path / f"resumed.mp4.{finished['job'].id}.part").write_bytes(whole[: len(whole) // 3])
+    (tmp_path / "resumed.mp4.0123456789abcdef0123456789abcdef.part").write_bytes(b"another job's bytes")
     with ScriptedProxy(server.base) as proxy, Client(proxy.base, api_key=KEY) as client:
         client.result(finished["job"], dest)
     assert dest.read_bytes() == whole
@@ -97,7 +98,7 @@ def test_a_download_cut_off_midway_resumes_where_it_stopped(
 
 def test_a_complete_part_file_is_finished_without_a_body(server: ServerProcess, finished: dict, tmp_path: Path) -> None:
     """The whole file already in the part file: the service answers 416 with the size, which agrees."""
-    (tmp_path / "full.mp4.part").write_bytes(finished["bytes"])
+    (tmp_path / f"full.mp4.{finished['job'].id}.part").write_bytes(finished["bytes"])
     with Client(server.base, api_key=KEY) as client:
         client.result(finished["job"], tmp_path / "full.mp4")
     assert (tmp_path / "full.mp4").read_bytes() == finished["bytes"]
@@ -209,7 +210,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_command_line_submit_wait_output_jobs_cancel(
+def test_command_line_submit_wait_output_jobs_result_cancel(
     server: ServerProcess, inputs: dict[str, Path], finished: dict, tmp_path: Path
 ) -> None:
     conn = ["--server", server.base, "--api-key", KEY]
@@ -223,6 +224,9 @@ def test_command_line_submit_wait_output_jobs_cancel(
     listed = _cli("jobs", *conn, "--status", "succeeded", "--limit", "500", "--json")
     assert listed.returncode == 0 and job_id in {j["id"] for j in json.loads(listed.stdout)["jobs"]}
     assert job_id in _cli("jobs", *conn).stdout
+
+    again = _cli("result", job_id, str(tmp_path / "again.mp4"), *conn)
+    assert again.returncode == 0 and (tmp_path / "again.mp4").read_bytes() == finished["bytes"]
 
     done = _cli("cancel", job_id, *conn)
     assert done.returncode == 0 and "already succeeded" in done.stdout
@@ -244,6 +248,7 @@ def test_command_line_submit_wait_output_jobs_cancel(
     ("args", "code"),
     [
         (["cancel", "0" * 32], "JOB_NOT_FOUND"),
+        (["result", "0" * 32, "never.mp4"], "JOB_NOT_FOUND"),
         (["jobs", "--api-key", "wrong"], "INVALID_API_KEY"),
         (["jobs", "--status", "sleeping"], "INVALID_PARAMETER"),
     ],
