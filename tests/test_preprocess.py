@@ -303,9 +303,9 @@ def test_cannot_run_exits_2_with_a_code(
 
 
 def test_ray_engine_gives_the_local_engines_result(first_run: Path, corpus: Path, tmp_path: Path) -> None:
-    """A real local Ray instance (Ray Data) on part of the corpus: the same decisions as the
-    local engine, and a manifest the local engine resumes from without work."""
-    import ray.data  # noqa: F401  (installed by the set-up: a missing Ray fails, never skips)
+    """A real local Ray instance (tasks and device actors) on part of the corpus: the same
+    decisions as the local engine, and a manifest the local engine resumes from without work."""
+    import ray  # noqa: F401  (installed by the set-up: a missing Ray fails, never skips)
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -22,11 +22,11 @@ from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task, source_
 from latentsync_core.data.layout import Layout, writing
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
-from latentsync_core.data.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
 from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_lossless
-from latentsync_core.data.segments import plan_segments
-from latentsync_core.data.sync_stage import apply_offset, shift_plan, sync_decision, sync_segment
+from latentsync_core.data.stages.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
+from latentsync_core.data.stages.segment import plan_segments
+from latentsync_core.data.stages.sync import apply_offset, shift_plan, sync_decision, sync_segment
 from latentsync_core.models.checkpoint import CheckpointError
 
 # ---------------------------------------------------------------------------------- config

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentsync_core.models.checkpoint import CheckpointError
-from latentsync_core.models.checkpoint import load_strict, read_checkpoint
+from latentsync_core.models.checkpoint import CheckpointError, load_strict, read_checkpoint
 
 # Upstream's HyperNet(16, 112, 224, 112, 56, 28, 14, 7).
 LDA_OUT, HYPER_IN, TARGET_IN, FC_SIZES, FEATURE_SIZE = 16, 112, 224, (112, 56, 28, 14), 7
