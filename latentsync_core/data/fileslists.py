@@ -5,8 +5,9 @@ with ``val_fraction``), so adding sources never moves an existing one."""
 from __future__ import annotations
 
 from latentsync_core.data.items import split_key
-from latentsync_core.data.layout import Layout, write_text_atomic
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
+from latentsync_core.files.atomic import write_text_atomic
 
 
 def assign_splits(rel_paths: list[str], val_fraction: float) -> dict[str, str]:

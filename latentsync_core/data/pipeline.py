@@ -18,12 +18,13 @@ from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.engine import Engine, drive
 from latentsync_core.data.fileslists import write_fileslists
 from latentsync_core.data.items import Stage, source_id
-from latentsync_core.data.layout import Layout, remove
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.report import build_report, write_report
 from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.errors import CodedError
+from latentsync_core.files.atomic import remove
 
 log = logging.getLogger(__name__)
 PIPELINE_VERSION = "1"  # bump when stage code changes what it produces

@@ -13,8 +13,9 @@ from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import FPS, Stage
-from latentsync_core.data.layout import Layout, writing
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
+from latentsync_core.files.atomic import writing
 
 UNITS = {
     Stage.CHECK: "files",

@@ -22,11 +22,12 @@ from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import CLIP_STAGES, SOURCE_STAGES, Outcome, Stage, Task
-from latentsync_core.data.layout import Layout, remove
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.stages.segment import plan_segments
 from latentsync_core.data.tasks import clip_task, source_task
+from latentsync_core.files.atomic import remove
 
 log = logging.getLogger(__name__)
 

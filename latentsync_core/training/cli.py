@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_unet(args: argparse.Namespace) -> int:
     from latentsync_core.config import load_unet_config, to_dict
-    from latentsync_core.data.layout import write_text_atomic
+    from latentsync_core.files.atomic import write_text_atomic
     from latentsync_core.training.distributed import init_distributed, shutdown
     from latentsync_core.training.unet_models import WeightSource
     from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer

@@ -29,8 +29,9 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from latentsync_core.data.layout import Layout, write_text_atomic, writing
+from latentsync_core.data.layout import Layout
 from latentsync_core.errors import CodedError
+from latentsync_core.files.atomic import write_text_atomic, writing
 from latentsync_core.models.checkpoint import CheckpointError, read_checkpoint
 from latentsync_core.models.stable_syncnet import StableSyncNet
 from latentsync_core.syncnet_config import SyncNetConfig

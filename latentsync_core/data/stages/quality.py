@@ -22,8 +22,8 @@ import numpy as np
 
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import FPS, SAMPLE_RATE, Outcome, Task
-from latentsync_core.data.layout import writing
 from latentsync_core.data.segment_io import read_all_frames
+from latentsync_core.files.atomic import writing
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Outcome, Task
-from latentsync_core.data.layout import part_path, publish, remove
 from latentsync_core.data.segment_io import wav_samples
 from latentsync_core.errors import MediaError
+from latentsync_core.files.atomic import part_path, publish, remove
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.probe import probe
 
