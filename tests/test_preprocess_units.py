@@ -14,9 +14,10 @@ import pytest
 import torch
 import yaml
 
+from latentsync_core.audio.mel import WINDOW_FRAMES, mel_window_length
 from latentsync_core.config import ConfigError
 from latentsync_core.data.config import DEFAULT_PREPROCESS_CONFIG, PreprocessConfig, load_preprocess_config, parse_gpus
-from latentsync_core.data.fileslists import assign_splits
+from latentsync_core.data.fileslists import assign_splits, read_fileslist
 from latentsync_core.data.hyper_iqa import HyperIQA, load_hyper_iqa, preprocess
 from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task, source_id
 from latentsync_core.data.layout import Layout
@@ -27,6 +28,7 @@ from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_los
 from latentsync_core.data.stages.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
 from latentsync_core.data.stages.segment import plan_segments
 from latentsync_core.data.stages.sync import apply_offset, shift_plan, sync_decision, sync_segment
+from latentsync_core.errors import CodedError
 from latentsync_core.files.atomic import writing
 from latentsync_core.models.checkpoint import CheckpointError
 
@@ -259,6 +261,24 @@ def test_validation_split_is_by_source_and_stable() -> None:
     assert all(more[p] == splits[p] for p in paths)  # adding sources moves none
     assert list(assign_splits(["a.mp4", "b.mp4"], 0.05).values()).count("val") == 1
     assert set(assign_splits(["a.mp4", "b.mp4"], 0.0).values()) == {"train"}
+
+
+def test_fileslists_read_back_as_written(tmp_path: Path) -> None:
+    """The one reader of the lists: blank lines ignored, a relative path is relative to the
+    list's folder (not to the working directory), a missing list is NO_TRAINING_DATA."""
+    lists = tmp_path / "data"
+    lists.mkdir()
+    (lists / "fileslist_train.txt").write_text(f"{tmp_path / 'a.mp4'}\n\n  clips/b.mp4  \n")
+    assert read_fileslist(lists / "fileslist_train.txt") == [tmp_path / "a.mp4", lists / "clips" / "b.mp4"]
+    with pytest.raises(CodedError) as err:
+        read_fileslist(lists / "fileslist_val.txt")
+    assert err.value.code == "NO_TRAINING_DATA" and "fileslist_val.txt" in err.value.message
+    assert read_fileslist(lists / "fileslist_val.txt", missing_ok=True) == []
+
+
+def test_mel_window_length_is_upstreams() -> None:
+    # ceil(F / 5 * 16) mel frames (80 per second) under F video frames (25 per second).
+    assert [mel_window_length(f) for f in (5, 16, 17, 1)] == [16, WINDOW_FRAMES, 55, 4] == [16, 52, 55, 4]
 
 
 def test_writing_publishes_only_complete_files(tmp_path: Path) -> None:

@@ -186,12 +186,12 @@ def test_samples_are_functions_of_their_position(tmp_path, data, weights):
     the same sample, and the positions of a global batch do not depend on the world size."""
     from latentsync_core.audio.mel import mel_windows
     from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
+    from latentsync_core.data.fileslists import read_fileslist
     from latentsync_core.training.audio_cache import AudioFeatureCache
     from latentsync_core.training.unet_dataset import (
         DatasetOptions,
         StepBatchSampler,
         UNetWindowDataset,
-        read_fileslist,
         read_frames,
         to_pixels,
     )

@@ -29,13 +29,14 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.data.layout import Layout
 from latentsync_core.errors import CodedError
 from latentsync_core.files.atomic import write_text_atomic, writing
 from latentsync_core.models.checkpoint import CheckpointError, read_checkpoint
 from latentsync_core.models.stable_syncnet import StableSyncNet
 from latentsync_core.syncnet_config import SyncNetConfig
-from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset, read_fileslist
+from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class SyncNetTrainer:
         cache = Path(cfg.data.audio_mel_cache_dir) if cfg.data.audio_mel_cache_dir else layout.root / "cache" / "mel"
         seed = cfg.run.seed
         self.train_set = SyncNetDataset(read_fileslist(layout.train_list), cfg.data, seed, cache)
-        val_clips = read_fileslist(layout.val_list) if layout.val_list.is_file() else []
+        val_clips = read_fileslist(layout.val_list, missing_ok=True)
         # Validation draws from a different stream than training, always the same samples.
         self.val_set = SyncNetDataset(val_clips, cfg.data, seed + 1, cache) if val_clips else None
         per_step = cfg.data.batch_size * cfg.data.gradient_accumulation_steps

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from latentsync_core.config import UNetConfig, load_scheduler_config, to_dict
+from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.errors import CodedError
 from latentsync_core.inference.conditioning import load_mask
 from latentsync_core.inference.denoise import make_scheduler
@@ -38,7 +39,7 @@ from latentsync_core.training import unet_losses as L
 from latentsync_core.training.audio_cache import AudioFeatureCache
 from latentsync_core.training.distributed import DistInfo, barrier, wrap_ddp
 from latentsync_core.training.train_state import CheckpointDir, TrainState, capture_rng, read_state, restore_rng
-from latentsync_core.training.unet_dataset import DatasetOptions, StepBatchSampler, UNetWindowDataset, read_fileslist
+from latentsync_core.training.unet_dataset import DatasetOptions, StepBatchSampler, UNetWindowDataset
 from latentsync_core.training.unet_models import (
     WeightSource,
     build_unet,
