@@ -5,7 +5,7 @@ A step: VAE latents of the target window, of the masked window and of the refere
 window; per-sample noise and timestep; the UNet's noise prediction with the audio tokens;
 noise MSE, and (stage 2) the pixel losses on the decoded one-step x0 estimate; backward
 through the trainable parameters (with a grad scaler for float16), clipping, AdamW.
-Checkpoints hold the whole state (``train_state``), validation scores lip sync
+Checkpoints hold the whole state (``checkpoints.TrainState``), validation scores lip sync
 (``validation``), TensorBoard gets losses, learning rate, sync scores and sample frames.
 """
 
@@ -37,8 +37,8 @@ from latentsync_core.models.unet import UNet3DConditionModel
 from latentsync_core.syncnet_config import SyncNetConfig
 from latentsync_core.training import unet_losses as L
 from latentsync_core.training.audio_cache import AudioFeatureCache
+from latentsync_core.training.checkpoints import CheckpointDir, TrainState, capture_rng, read_state, restore_rng
 from latentsync_core.training.distributed import DistInfo, barrier, wrap_ddp
-from latentsync_core.training.train_state import CheckpointDir, TrainState, capture_rng, read_state, restore_rng
 from latentsync_core.training.unet_dataset import DatasetOptions, StepBatchSampler, UNetWindowDataset
 from latentsync_core.training.unet_models import (
     WeightSource,
@@ -266,16 +266,9 @@ class UNetTrainer:
         """Train from the current step to ``max_steps``; checkpoints every ``save_ckpt_steps``
         and at the end; validation every ``validation_steps`` (default: with checkpoints)."""
         cfg, info = self.cfg, self.info
-        if self.opt.resume:
-            latest = self.checkpoints.latest()
-            if latest is None:
-                raise CodedError("NOTHING_TO_RESUME", f"--resume: no training state in {self.checkpoints.root}")
+        latest = self.checkpoints.resume_point(self.opt.resume, required=True)
+        if latest is not None:
             self.load_state(latest)
-        elif self.checkpoints.latest() is not None:  # never overwrite another run's states
-            raise CodedError(
-                "RUN_EXISTS",
-                f"{self.opt.output_dir} already holds training states: add --resume or pick a new --output",
-            )
         end = min(cfg.run.max_train_steps, self.opt.max_steps or cfg.run.max_train_steps)
         summary = TrainSummary(step=self.step)
         writer = self._writer()
@@ -305,7 +298,7 @@ class UNetTrainer:
         return summary
 
     def _save(self) -> Path | None:
-        path = self.checkpoints.save(self.state()) if self.info.is_main else None
+        path = self.checkpoints.save(self.step, self.state().to_dict()) if self.info.is_main else None
         barrier(self.info)
         return path
 
@@ -362,5 +355,5 @@ class UNetTrainer:
             writer.add_images("val/sample", result.sample_frames, self.step, dataformats="NHWC")
         if is_better(result, self.history["best_lse_c"]):
             self.history["best_lse_c"] = result.lse_c
-            self.checkpoints.save_best(self.state(), result.metrics())
+            self.checkpoints.save_best(self.step, self.state().to_dict(), result.metrics())
         return record
