@@ -77,8 +77,13 @@ def test_flags_override_the_file_and_execution_keys_keep_the_fingerprint() -> No
 def test_segments_cover_shots_and_drop_short_remainders() -> None:
     segs = plan_segments("src", [[0, 260], [260, 300], [300, 410]], segment_frames=125, min_frames=50)
     got = [(s.shot, s.start, s.frames, s.kept) for s in segs]
-    assert got == [(0, 0, 125, True), (0, 125, 125, True), (0, 250, 10, False),
-                   (1, 260, 40, False), (2, 300, 110, True)]  # fmt: skip
+    assert got == [
+        (0, 0, 125, True),
+        (0, 125, 125, True),
+        (0, 250, 10, False),
+        (1, 260, 40, False),
+        (2, 300, 110, True),
+    ]
     assert len({s.clip_id for s in segs}) == len(segs)
     assert segs[1].start_s == 5.0 and segs[1].end_s == 10.0
 
@@ -231,8 +236,9 @@ def test_hyper_iqa_loads_strictly_and_scores(tmp_path: Path, hyper_iqa_state: di
     aux = tmp_path / "auxiliary"
     aux.mkdir()
     # Older checkpoints lack BatchNorm step counters: tolerated; anything else is not.
-    torch.save({k: v for k, v in hyper_iqa_state.items() if "num_batches_tracked" not in k},
-               aux / "koniq_pretrained.pkl")  # fmt: skip
+    torch.save(
+        {k: v for k, v in hyper_iqa_state.items() if "num_batches_tracked" not in k}, aux / "koniq_pretrained.pkl"
+    )
     cfg = PreprocessConfig(checkpoint_dir=str(tmp_path))
     assert quality_model_kind(cfg) == "hyperiqa"
     scorer = make_scorer(cfg)
@@ -318,8 +324,9 @@ def test_segments_reach_the_devices_while_other_sources_wait(tmp_path: Path) -> 
     folder.mkdir(parents=True)
     (folder / "video.mp4").write_bytes(b"x")
     (folder / "audio.wav").write_bytes(b"x")
-    sched.on_outcome(task2, Outcome(2, "s0", True, "", {"frames": 150, "width": 64, "height": 64,
-                                                           "audio_samples": 150 * 640}))  # fmt: skip
+    sched.on_outcome(
+        task2, Outcome(2, "s0", True, "", {"frames": 150, "width": 64, "height": 64, "audio_samples": 150 * 640})
+    )
     (task3,) = sched.take_cpu(1)
     sched.on_outcome(task3, Outcome(3, "s0", True, "", {"shots": [[0, 150]], "frames": 150}))
     device = sched.take_device()

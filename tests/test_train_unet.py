@@ -50,8 +50,13 @@ def train_cli(*args: str) -> int:
     return cli.main(["train", "unet", "--no-progress", *args])
 
 
-STAGE1 = {"model__use_motion_module": False, "pixel_space_supervise": False, "use_syncnet": False,
-          "trainable_modules": [], "ckpt__resume_ckpt_path": ""}  # fmt: skip
+STAGE1 = {
+    "model__use_motion_module": False,
+    "pixel_space_supervise": False,
+    "use_syncnet": False,
+    "trainable_modules": [],
+    "ckpt__resume_ckpt_path": "",
+}
 
 
 @pytest.mark.parametrize(("stage", "overrides", "steps"), [("stage2", {}, 10), ("stage1", STAGE1, 8)])
@@ -77,9 +82,12 @@ def test_loss_goes_down_when_overfitting_one_clip(tmp_path, data, weights, stage
 
 @pytest.mark.parametrize(
     ("name", "millions", "kinds"),
-    [("stage2_512", 674.79, ("motion_modules.", "attentions.")),
-     ("stage2_efficient", 284.66, ("motion_modules.", "attn2.")), ("stage1", 849.96, ("",))],
-)  # fmt: skip
+    [
+        ("stage2_512", 674.79, ("motion_modules.", "attentions.")),
+        ("stage2_efficient", 284.66, ("motion_modules.", "attn2.")),
+        ("stage1", 849.96, ("",)),
+    ],
+)
 def test_trainable_parameters_follow_the_config(name, millions, kinds):
     """Full-size models (on the meta device: no memory): stage 2 trains motion modules and
     attention (675 M of 1.27 B), the efficient config audio cross-attention and the

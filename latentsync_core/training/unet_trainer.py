@@ -212,8 +212,12 @@ class UNetTrainer:
                     out["trepa"] = self.trepa(video, gt.transpose(1, 2))
                 if self.syncnet is not None:
                     out["sync"] = self._sync_loss(pixels if pixel_sync else None, x0, batch["mel"].to(dev), b, f)
-        weights = {"recon": self.weights.recon, "sync": self.weights.sync, "lpips": self.weights.lpips,
-                   "trepa": self.weights.trepa}  # fmt: skip
+        weights = {
+            "recon": self.weights.recon,
+            "sync": self.weights.sync,
+            "lpips": self.weights.lpips,
+            "trepa": self.weights.trepa,
+        }
         out["loss"] = sum(weights[k] * v for k, v in out.items())
         return out
 
@@ -259,8 +263,13 @@ class UNetTrainer:
         )
         sampler = StepBatchSampler(cfg.data.batch_size, start, end, self.info.rank, self.info.world_size)
         workers = cfg.data.num_workers
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                          prefetch_factor=2 if workers else None)  # fmt: skip
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            persistent_workers=False,
+            prefetch_factor=2 if workers else None,
+        )
 
     def run(self, on_step: Callable[[int, dict], None] | None = None) -> TrainSummary:
         """Train from the current step to ``max_steps``; checkpoints every ``save_ckpt_steps``
@@ -323,9 +332,11 @@ class UNetTrainer:
 
         cfg, dev, source = self.cfg, self.info.device, self.opt.weights
         vset = ValidationSet.from_data(
-            self.opt.data_dir / "fileslist_val.txt", cfg.data.val_video_path, cfg.data.val_audio_path,
+            self.opt.data_dir / "fileslist_val.txt",
+            cfg.data.val_video_path,
+            cfg.data.val_audio_path,
             cfg.run.num_val_clips,
-        )  # fmt: skip
+        )
         if not vset.pairs:
             log.warning("no validation clips (fileslist_val.txt empty, no val_video_path): validation off")
             return None
@@ -337,17 +348,28 @@ class UNetTrainer:
         paths = source.paths()
         params = LipSyncParams(cfg.run.inference_steps, cfg.run.guidance_scale, cfg.run.seed)
         return Validator(
-            self.vae, WhisperFeatureExtractor(paths.whisper, device=dev), make_face_detector(paths.auxiliary, str(dev)),
-            syncnet, load_scheduler_config(), cfg.data.resolution, dev, params,
-        )  # fmt: skip
+            self.vae,
+            WhisperFeatureExtractor(paths.whisper, device=dev),
+            make_face_detector(paths.auxiliary, str(dev)),
+            syncnet,
+            load_scheduler_config(),
+            cfg.data.resolution,
+            dev,
+            params,
+        )
 
     def _validate(self, validator, writer) -> dict:
         out_dir = self.opt.output_dir / "val" / f"step-{self.step:08d}"
         result = validator.run(self.unet, self.val_pairs, out_dir, self.step)
         record = {"step": self.step, **result.metrics(), "clips": result.clips}
         self.history["validations"].append(record)
-        log.info("validation at step %d: LSE-C %.3f LSE-D %.3f (%d clips)", self.step, result.lse_c, result.lse_d,
-                 result.scored)  # fmt: skip
+        log.info(
+            "validation at step %d: LSE-C %.3f LSE-D %.3f (%d clips)",
+            self.step,
+            result.lse_c,
+            result.lse_d,
+            result.scored,
+        )
         if writer is not None and not math.isnan(result.lse_c):
             writer.add_scalar("val/lse_c", result.lse_c, self.step)
             writer.add_scalar("val/lse_d", result.lse_d, self.step)

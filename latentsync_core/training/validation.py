@@ -87,9 +87,16 @@ class Validator:
         if vae_dtype != dtype:  # the pipeline runs every network in the UNet's dtype
             self.vae.to(dtype)
         bundle = ModelBundle(
-            unet=unet, vae=self.vae, whisper=self.whisper, detector=self.detector, scheduler=self.scheduler,
-            resolution=self.resolution, device=self.device, dtype=dtype, weights_kind="official",
-        )  # fmt: skip
+            unet=unet,
+            vae=self.vae,
+            whisper=self.whisper,
+            detector=self.detector,
+            scheduler=self.scheduler,
+            resolution=self.resolution,
+            device=self.device,
+            dtype=dtype,
+            weights_kind="official",
+        )
         pipeline = LipSyncPipeline(bundle, detect_workers=1, syncnet=self.syncnet)
         clips: list[dict] = []
         sample = None
