@@ -14,19 +14,22 @@ import pytest
 import torch
 import yaml
 
+from latentsync_core.audio.mel import WINDOW_FRAMES, mel_window_length
 from latentsync_core.config import ConfigError
 from latentsync_core.data.config import DEFAULT_PREPROCESS_CONFIG, PreprocessConfig, load_preprocess_config, parse_gpus
-from latentsync_core.data.fileslists import assign_splits
+from latentsync_core.data.fileslists import assign_splits, read_fileslist
 from latentsync_core.data.hyper_iqa import HyperIQA, load_hyper_iqa, preprocess
 from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task, source_id
-from latentsync_core.data.layout import Layout, writing
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
-from latentsync_core.data.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
 from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_lossless
-from latentsync_core.data.segments import plan_segments
-from latentsync_core.data.sync_stage import apply_offset, shift_plan, sync_decision, sync_segment
+from latentsync_core.data.stages.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
+from latentsync_core.data.stages.segment import plan_segments
+from latentsync_core.data.stages.sync import apply_offset, shift_plan, sync_decision, sync_segment
+from latentsync_core.errors import CodedError
+from latentsync_core.files.atomic import writing
 from latentsync_core.models.checkpoint import CheckpointError
 
 # ---------------------------------------------------------------------------------- config
@@ -74,8 +77,13 @@ def test_flags_override_the_file_and_execution_keys_keep_the_fingerprint() -> No
 def test_segments_cover_shots_and_drop_short_remainders() -> None:
     segs = plan_segments("src", [[0, 260], [260, 300], [300, 410]], segment_frames=125, min_frames=50)
     got = [(s.shot, s.start, s.frames, s.kept) for s in segs]
-    assert got == [(0, 0, 125, True), (0, 125, 125, True), (0, 250, 10, False),
-                   (1, 260, 40, False), (2, 300, 110, True)]  # fmt: skip
+    assert got == [
+        (0, 0, 125, True),
+        (0, 125, 125, True),
+        (0, 250, 10, False),
+        (1, 260, 40, False),
+        (2, 300, 110, True),
+    ]
     assert len({s.clip_id for s in segs}) == len(segs)
     assert segs[1].start_s == 5.0 and segs[1].end_s == 10.0
 
@@ -228,8 +236,9 @@ def test_hyper_iqa_loads_strictly_and_scores(tmp_path: Path, hyper_iqa_state: di
     aux = tmp_path / "auxiliary"
     aux.mkdir()
     # Older checkpoints lack BatchNorm step counters: tolerated; anything else is not.
-    torch.save({k: v for k, v in hyper_iqa_state.items() if "num_batches_tracked" not in k},
-               aux / "koniq_pretrained.pkl")  # fmt: skip
+    torch.save(
+        {k: v for k, v in hyper_iqa_state.items() if "num_batches_tracked" not in k}, aux / "koniq_pretrained.pkl"
+    )
     cfg = PreprocessConfig(checkpoint_dir=str(tmp_path))
     assert quality_model_kind(cfg) == "hyperiqa"
     scorer = make_scorer(cfg)
@@ -258,6 +267,24 @@ def test_validation_split_is_by_source_and_stable() -> None:
     assert all(more[p] == splits[p] for p in paths)  # adding sources moves none
     assert list(assign_splits(["a.mp4", "b.mp4"], 0.05).values()).count("val") == 1
     assert set(assign_splits(["a.mp4", "b.mp4"], 0.0).values()) == {"train"}
+
+
+def test_fileslists_read_back_as_written(tmp_path: Path) -> None:
+    """The one reader of the lists: blank lines ignored, a relative path is relative to the
+    list's folder (not to the working directory), a missing list is NO_TRAINING_DATA."""
+    lists = tmp_path / "data"
+    lists.mkdir()
+    (lists / "fileslist_train.txt").write_text(f"{tmp_path / 'a.mp4'}\n\n  clips/b.mp4  \n")
+    assert read_fileslist(lists / "fileslist_train.txt") == [tmp_path / "a.mp4", lists / "clips" / "b.mp4"]
+    with pytest.raises(CodedError) as err:
+        read_fileslist(lists / "fileslist_val.txt")
+    assert err.value.code == "NO_TRAINING_DATA" and "fileslist_val.txt" in err.value.message
+    assert read_fileslist(lists / "fileslist_val.txt", missing_ok=True) == []
+
+
+def test_mel_window_length_is_upstreams() -> None:
+    # ceil(F / 5 * 16) mel frames (80 per second) under F video frames (25 per second).
+    assert [mel_window_length(f) for f in (5, 16, 17, 1)] == [16, WINDOW_FRAMES, 55, 4] == [16, 52, 55, 4]
 
 
 def test_writing_publishes_only_complete_files(tmp_path: Path) -> None:
@@ -297,8 +324,9 @@ def test_segments_reach_the_devices_while_other_sources_wait(tmp_path: Path) -> 
     folder.mkdir(parents=True)
     (folder / "video.mp4").write_bytes(b"x")
     (folder / "audio.wav").write_bytes(b"x")
-    sched.on_outcome(task2, Outcome(2, "s0", True, "", {"frames": 150, "width": 64, "height": 64,
-                                                           "audio_samples": 150 * 640}))  # fmt: skip
+    sched.on_outcome(
+        task2, Outcome(2, "s0", True, "", {"frames": 150, "width": 64, "height": 64, "audio_samples": 150 * 640})
+    )
     (task3,) = sched.take_cpu(1)
     sched.on_outcome(task3, Outcome(3, "s0", True, "", {"shots": [[0, 150]], "frames": 150}))
     device = sched.take_device()

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from latentsync_core.config import ConfigError, to_dict
-from latentsync_core.models import CheckpointError, StableSyncNet, SyncNetV2, load_stable_syncnet, load_syncnet_v2
+from latentsync_core.models import (
+    CheckpointError,
+    StableSyncNet,
+    SyncNetV2,
+    load_stable_syncnet,
+    load_syncnet_v2_checkpoint,
+)
 from latentsync_core.syncnet_config import SYNCNET_CONFIG_DIR, load_syncnet_config, load_syncnet_model_section
 from tests.reference_data import DATA
 
@@ -119,7 +125,7 @@ def test_syncnet_v2_keys_are_upstreams_and_loading_is_strict(v2_state_dict: dict
     assert list(SyncNetV2().state_dict()) == list(v2_state_dict)
     path = tmp_path / "syncnet_v2.model"
     torch.save(v2_state_dict, path)
-    net = load_syncnet_v2(path)
+    net = load_syncnet_v2_checkpoint(path)
     assert not net.training
     assert all(torch.equal(net.state_dict()[k], v) for k, v in v2_state_dict.items())
 
@@ -127,8 +133,8 @@ def test_syncnet_v2_keys_are_upstreams_and_loading_is_strict(v2_state_dict: dict
     missing.pop("netfclip.3.bias")
     torch.save(missing, tmp_path / "missing.model")
     with pytest.raises(CheckpointError, match=r"missing\.model.*missing keys: netfclip\.3\.bias"):
-        load_syncnet_v2(tmp_path / "missing.model")
+        load_syncnet_v2_checkpoint(tmp_path / "missing.model")
 
     torch.save({**v2_state_dict, "netcnnaud.99.weight": torch.zeros(1)}, tmp_path / "extra.model")
     with pytest.raises(CheckpointError, match=r"extra\.model.*unexpected keys: netcnnaud\.99\.weight"):
-        load_syncnet_v2(tmp_path / "extra.model")
+        load_syncnet_v2_checkpoint(tmp_path / "extra.model")

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from latentsync_core.config import load_unet_config
+from latentsync_core.training.checkpoints import read_state
 from latentsync_core.training.distributed import init_distributed
-from latentsync_core.training.train_state import read_state
 from latentsync_core.training.unet_models import WeightSource
 from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer
 from tests.train_helpers import make_data, make_weights, write_config

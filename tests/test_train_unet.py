@@ -15,8 +15,8 @@ from latentsync_core.loading import load_models
 from latentsync_core.models.checkpoint import load_unet_checkpoint
 from latentsync_core.models.unet import UNet3DConditionModel
 from latentsync_core.training import cli
+from latentsync_core.training.checkpoints import read_state
 from latentsync_core.training.distributed import init_distributed
-from latentsync_core.training.train_state import read_state
 from latentsync_core.training.unet_models import WeightSource, select_trainable
 from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer
 from tests.train_helpers import make_data, make_weights, write_config
@@ -50,8 +50,13 @@ def train_cli(*args: str) -> int:
     return cli.main(["train", "unet", "--no-progress", *args])
 
 
-STAGE1 = {"model__use_motion_module": False, "pixel_space_supervise": False, "use_syncnet": False,
-          "trainable_modules": [], "ckpt__resume_ckpt_path": ""}  # fmt: skip
+STAGE1 = {
+    "model__use_motion_module": False,
+    "pixel_space_supervise": False,
+    "use_syncnet": False,
+    "trainable_modules": [],
+    "ckpt__resume_ckpt_path": "",
+}
 
 
 @pytest.mark.parametrize(("stage", "overrides", "steps"), [("stage2", {}, 10), ("stage1", STAGE1, 8)])
@@ -77,9 +82,12 @@ def test_loss_goes_down_when_overfitting_one_clip(tmp_path, data, weights, stage
 
 @pytest.mark.parametrize(
     ("name", "millions", "kinds"),
-    [("stage2_512", 674.79, ("motion_modules.", "attentions.")),
-     ("stage2_efficient", 284.66, ("motion_modules.", "attn2.")), ("stage1", 849.96, ("",))],
-)  # fmt: skip
+    [
+        ("stage2_512", 674.79, ("motion_modules.", "attentions.")),
+        ("stage2_efficient", 284.66, ("motion_modules.", "attn2.")),
+        ("stage1", 849.96, ("",)),
+    ],
+)
 def test_trainable_parameters_follow_the_config(name, millions, kinds):
     """Full-size models (on the meta device: no memory): stage 2 trains motion modules and
     attention (675 M of 1.27 B), the efficient config audio cross-attention and the
@@ -186,12 +194,12 @@ def test_samples_are_functions_of_their_position(tmp_path, data, weights):
     the same sample, and the positions of a global batch do not depend on the world size."""
     from latentsync_core.audio.mel import mel_windows
     from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
+    from latentsync_core.data.fileslists import read_fileslist
     from latentsync_core.training.audio_cache import AudioFeatureCache
     from latentsync_core.training.unet_dataset import (
         DatasetOptions,
         StepBatchSampler,
         UNetWindowDataset,
-        read_fileslist,
         read_frames,
         to_pixels,
     )
@@ -255,3 +263,32 @@ def test_stage2_lpips_loss_loads_from_its_file_and_stays_frozen(tmp_path, data, 
     values = [t.train_step(batch) for _ in range(2)]
     assert all(math.isfinite(v["lpips"]) and v["lpips"] > 0 for v in values), values
     assert all(torch.equal(before[k], v) for k, v in t.lpips.state_dict().items())
+
+
+def test_run_checkpoints_are_listed_pruned_and_guarded(tmp_path):
+    """training.checkpoints, both trainers' file rules: steps in order, the oldest beyond
+    keep_last pruned (SyncNet keeps all), prefixes apart, no overwrite without --resume."""
+    from latentsync_core.errors import CodedError
+    from latentsync_core.training.checkpoints import SYNCNET_PREFIX, CheckpointDir, read_checkpoint_file
+
+    unet, syncnet = CheckpointDir(tmp_path, keep_last=2), CheckpointDir(tmp_path, None, SYNCNET_PREFIX)
+    assert unet.resume_point(resume=False, required=True) is None  # a new run
+    with pytest.raises(CodedError) as err:
+        unet.resume_point(resume=True, required=True)
+    assert err.value.code == "NOTHING_TO_RESUME"
+    assert syncnet.resume_point(resume=True, required=False) is None  # SyncNet: a new run
+    for step in (10, 2, 30):
+        unet.save(step, {"step": torch.tensor(step)})
+        syncnet.save(step, {"step": torch.tensor(step)})
+    assert [s for s, _ in unet.saved()] == [10, 30] and unet.latest() == tmp_path / "checkpoints/state-00000030.pt"
+    assert [s for s, _ in syncnet.saved()] == [2, 10, 30]
+    assert int(read_checkpoint_file(unet.latest())["step"]) == 30
+    assert not list(unet.root.glob("*.part-*"))
+    with pytest.raises(CodedError) as err:
+        syncnet.resume_point(resume=False, required=False)
+    assert err.value.code == "RUN_EXISTS"
+    assert syncnet.resume_point(resume=True, required=False) == syncnet.path(30)
+    unet.latest().write_bytes(b"not a checkpoint")
+    with pytest.raises(CodedError) as err:
+        read_checkpoint_file(unet.latest())
+    assert err.value.code == "TRAIN_STATE_UNREADABLE"

@@ -9,6 +9,7 @@ against upstream's numbers in the tests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -105,6 +106,12 @@ def _normalize(db: np.ndarray, cfg: AudioMelConfig) -> np.ndarray:
     if cfg.allow_clipping_in_normalization:
         out = np.clip(out, low, cfg.max_abs_value)
     return out
+
+
+def mel_window_length(num_frames: int, video_fps: float = 25, mel_fps: int = MEL_FPS) -> int:
+    """Mel frames under ``num_frames`` video frames: ``ceil(num_frames / 5 * 16)`` at 25 and
+    80 frames per second (``WINDOW_FRAMES`` for 16 frames)."""
+    return math.ceil(num_frames * mel_fps / video_fps)
 
 
 def window_start(frame: int, video_fps: float = 25, mel_fps: int = MEL_FPS) -> int:

@@ -13,10 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from latentsync_core.config import ConfigError
 from latentsync_core.cli_exit import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, fail
+from latentsync_core.config import ConfigError
 from latentsync_core.errors import CodedError
-
 
 # flag -> config key (flags left unset keep the config file's value)
 _FLAG_KEYS = {
@@ -83,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(summary.report))
     layout = summary.layout
     assert layout is not None
-    print(f"clips in {layout.clips}; lists {layout.train_list.name}, {layout.val_list.name}; "
-          f"manifest {layout.manifest.name}; report {layout.report_json.name}, {layout.report_png.name}")  # fmt: skip
+    lists = f"lists {layout.train_list.name}, {layout.val_list.name}"
+    reports = f"report {layout.report_json.name}, {layout.report_png.name}"
+    print(f"clips in {layout.clips}; {lists}; manifest {layout.manifest.name}; {reports}")
     if summary.report["weights"] == "demo":
         print("NOTE: DEMO WEIGHTS (LATENTSYNC_WEIGHTS=demo): random SyncNet, sync decisions are meaningless")
     if summary.errors:

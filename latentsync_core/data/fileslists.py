@@ -1,12 +1,21 @@
 """The training and validation lists: kept clips, split by source file so that no speaker
 recording feeds both sides. The side of a source depends only on its path (a hash compared
-with ``val_fraction``), so adding sources never moves an existing one."""
+with ``val_fraction``), so adding sources never moves an existing one.
+
+The format: one clip path per line (absolute as written here; a relative one is relative to
+the list's folder). :func:`write_fileslists` writes them, :func:`read_fileslist` is the one
+reader (the trainers and validation).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from latentsync_core.data.items import split_key
-from latentsync_core.data.layout import Layout, write_text_atomic
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
+from latentsync_core.errors import CodedError
+from latentsync_core.files.atomic import write_text_atomic
 
 
 def assign_splits(rel_paths: list[str], val_fraction: float) -> dict[str, str]:
@@ -35,3 +44,15 @@ def write_fileslists(manifest: Manifest, layout: Layout, val_fraction: float) ->
     write_text_atomic(layout.train_list, "".join(f"{p}\n" for p in sorted(lists["train"])))
     write_text_atomic(layout.val_list, "".join(f"{p}\n" for p in sorted(lists["val"])))
     return {side: len(paths) for side, paths in lists.items()}
+
+
+def read_fileslist(path: str | Path, missing_ok: bool = False) -> list[Path]:
+    """The clip paths of a ``fileslist_*.txt`` (blank lines ignored). A missing list is a
+    ``NO_TRAINING_DATA`` error, or no clips when ``missing_ok`` (an optional validation list)."""
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return []
+        raise CodedError("NO_TRAINING_DATA", f"file list not found: {path} (run `latentsync preprocess` first)")
+    clips = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    return [c if c.is_absolute() else path.parent / c for c in clips]

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentsync_core.models.checkpoint import CheckpointError
-from latentsync_core.models.checkpoint import load_strict, read_checkpoint
+from latentsync_core.models.checkpoint import CheckpointError, load_strict, read_checkpoint
 
 # Upstream's HyperNet(16, 112, 224, 112, 56, 28, 14, 7).
 LDA_OUT, HYPER_IN, TARGET_IN, FC_SIZES, FEATURE_SIZE = 16, 112, 224, (112, 56, 28, 14), 7
@@ -103,10 +102,13 @@ class HyperIQA(nn.Module):
         self.res = ResNetBackbone()
         self.pool = nn.AdaptiveAvgPool2d((1, 1))
         self.conv1 = nn.Sequential(
-            nn.Conv2d(2048, 1024, 1), nn.ReLU(),
-            nn.Conv2d(1024, 512, 1), nn.ReLU(),
-            nn.Conv2d(512, HYPER_IN, 1), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(2048, 1024, 1),
+            nn.ReLU(),
+            nn.Conv2d(1024, 512, 1),
+            nn.ReLU(),
+            nn.Conv2d(512, HYPER_IN, 1),
+            nn.ReLU(),
+        )
         # Convolutions make each target layer's weights, linear layers its biases.
         self.fc1w_conv = nn.Conv2d(HYPER_IN, TARGET_IN * f1 // area, 3, padding=1)
         self.fc1b_fc = nn.Linear(HYPER_IN, f1)

@@ -1,4 +1,4 @@
-"""What flows through the pipeline: stage numbers, tasks (one stage of one item) and their
+"""What flows through the pipeline: the stages, tasks (one stage of one item) and their
 outcomes, and the stable ids that name sources and clips on disk and in the manifest."""
 
 from __future__ import annotations
@@ -6,26 +6,50 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 FPS = 25
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 
-# Stage number -> name; stages 1-3 work on source files, 4-7 on segments (clips).
-STAGES: dict[int, str] = {
-    1: "check",
-    2: "resample",
-    3: "shots",
-    4: "segment",
-    5: "align",
-    6: "sync",
-    7: "quality",
-}
-SOURCE_STAGES = (1, 2, 3)
-CLIP_STAGES = (4, 5, 6, 7)
-DEVICE_STAGES = (5, 6, 7)  # run in one worker per device, which holds the models
-LAST_STAGE = 7
+
+class Stage(IntEnum):
+    """The seven stages, in order. The number is the stage's key in the manifest
+    (``decisions.stage``); :attr:`label` is its name in the manifest, the report and the
+    bars, and the name of its module under ``data/stages/``."""
+
+    CHECK = 1
+    RESAMPLE = 2
+    SHOTS = 3
+    SEGMENT = 4
+    ALIGN = 5
+    SYNC = 6
+    QUALITY = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def on_source(self) -> bool:
+        """Works on a whole source file (else on one segment, a clip)."""
+        return self in SOURCE_STAGES
+
+    @property
+    def on_device(self) -> bool:
+        """Runs in a device worker, which holds the models."""
+        return self in DEVICE_STAGES
+
+    @property
+    def next(self) -> Stage | None:
+        return Stage(self + 1) if self < LAST_STAGE else None
+
+
+SOURCE_STAGES = (Stage.CHECK, Stage.RESAMPLE, Stage.SHOTS)
+CLIP_STAGES = (Stage.SEGMENT, Stage.ALIGN, Stage.SYNC, Stage.QUALITY)
+DEVICE_STAGES = (Stage.ALIGN, Stage.SYNC, Stage.QUALITY)
+LAST_STAGE = Stage.QUALITY
 
 
 @dataclass(frozen=True)
@@ -33,9 +57,12 @@ class Task:
     """One stage of one item. ``args`` holds only plain values (paths as strings), so a
     task pickles to any process or Ray worker."""
 
-    stage: int
+    stage: Stage
     item_id: str
     args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stage", Stage(self.stage))  # a plain number (from a test or a pickle) is checked
 
 
 @dataclass
@@ -43,7 +70,7 @@ class Outcome:
     """A stage's decision on one item. ``error`` marks an unexpected failure (a bug or a
     broken installation): it is reported but not recorded as a decision, so a rerun retries."""
 
-    stage: int
+    stage: Stage
     item_id: str
     passed: bool
     reason: str = ""
@@ -51,6 +78,9 @@ class Outcome:
     seconds: float = 0.0  # worker time spent
     footage_s: float = 0.0  # seconds of footage the stage handled (for throughput)
     error: str = ""
+
+    def __post_init__(self) -> None:
+        self.stage = Stage(self.stage)
 
     @classmethod
     def keep(cls, task: Task, **measurements: Any) -> Outcome:

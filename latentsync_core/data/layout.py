@@ -1,21 +1,15 @@
-"""Where every file of a run lives, and how files are published.
+"""Where every file of a preprocessing run lives.
 
-A stage writes to a temporary name next to its final path and renames it when complete
-(``os.replace`` is atomic on one file system), so a file under its final name is always
-whole: a run killed at any point leaves at most ``*.part-*`` leftovers, removed on the next
-start.
+Stages publish their files atomically (``latentsync_core.files.atomic``), so a run killed at
+any point leaves at most ``*.part-*`` leftovers, which :meth:`Layout.remove_partials`
+removes on the next start.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-PART = ".part-"
+from latentsync_core.files.atomic import PART, remove
 
 
 class Layout:
@@ -60,45 +54,3 @@ class Layout:
                 remove(path)
                 count += 1
         return count
-
-
-def part_path(final: Path) -> Path:
-    """A unique temporary sibling of ``final`` keeping its extension (ffmpeg picks the
-    container from it)."""
-    tag = f"{PART}{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    return final.with_name(final.stem + tag + final.suffix)
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Move a finished file or folder to its final name, replacing an older copy."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if tmp.is_dir() and final.exists():
-        remove(final)  # os.replace cannot replace a non-empty folder
-    os.replace(tmp, final)
-
-
-@contextlib.contextmanager
-def writing(final: Path) -> Iterator[Path]:
-    """``with writing(path) as tmp:`` write ``tmp``; it becomes ``path`` only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part_path(final)
-    try:
-        yield tmp
-    except BaseException:
-        remove(tmp)
-        raise
-    publish(tmp, final)
-
-
-def write_text_atomic(final: Path, text: str) -> None:
-    with writing(final) as tmp:
-        tmp.write_text(text)
-
-
-def remove(path: Path) -> None:
-    """Delete a file or folder if it exists."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

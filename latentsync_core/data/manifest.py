@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from latentsync_core.data.items import STAGES, Outcome
-from latentsync_core.data.segments import Segment
+from latentsync_core.data.items import FPS, Outcome, Stage
+from latentsync_core.data.stages.segment import Segment
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,10 +49,11 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
-def _stage_column(stage: int, item: str) -> str:
+def _stage_column(stage: Stage) -> str:
+    item = "c.source_id" if stage.on_source else "c.clip_id"
     return (
         f"(SELECT d.decision || CASE WHEN d.reason != '' THEN ':' || d.reason ELSE '' END FROM decisions d "
-        f"WHERE d.item_id = {item} AND d.stage = {stage}) AS stage{stage}_{STAGES[stage]}"
+        f"WHERE d.item_id = {item} AND d.stage = {stage:d}) AS stage{stage:d}_{stage.label}"
     )
 
 
@@ -60,12 +61,16 @@ _VIEW = (
     "CREATE VIEW IF NOT EXISTS clip_manifest AS SELECT c.clip_id, s.rel_path AS source, s.path AS source_path, "
     'c.start_s, c.end_s, c.frames, c.status, c.stage, c.reason, c."offset", c.confidence, c.lse_d, c.face_size, '
     "c.quality_score, c.quality_model, c.path, c.split, "
-    + ", ".join(_stage_column(k, "c.source_id" if k <= 3 else "c.clip_id") for k in STAGES)
+    + ", ".join(_stage_column(stage) for stage in Stage)
     + " FROM clips c JOIN sources s ON s.source_id = c.source_id"
 )
 
 # Measurements copied to the clip's own columns, by stage.
-_CLIP_COLUMNS = {5: ("face_size",), 6: ("offset", "confidence", "lse_d"), 7: ("quality_score", "quality_model")}
+_CLIP_COLUMNS = {
+    Stage.ALIGN: ("face_size",),
+    Stage.SYNC: ("offset", "confidence", "lse_d"),
+    Stage.QUALITY: ("quality_score", "quality_model"),
+}
 
 
 class Manifest:
@@ -120,34 +125,41 @@ class Manifest:
         )
 
     def _decision_sql(self, o: Outcome, run_id: int) -> tuple[str, tuple]:
+        values = (
+            o.item_id,
+            int(o.stage),
+            o.stage.label,
+            "pass" if o.passed else "reject",
+            o.reason,
+            json.dumps(o.measurements, sort_keys=True),
+            round(o.seconds, 4),
+            round(o.footage_s, 3),
+            run_id,
+            time.time(),
+        )
         return (
             "INSERT OR REPLACE INTO decisions(item_id, stage, stage_name, decision, reason, measurements, seconds,"
             " footage_s, run_id, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                o.item_id, o.stage, STAGES[o.stage], "pass" if o.passed else "reject", o.reason,
-                json.dumps(o.measurements, sort_keys=True), round(o.seconds, 4), round(o.footage_s, 3), run_id,
-                time.time(),
-            ),
-        )  # fmt: skip
+            values,
+        )
 
     def record(self, o: Outcome, run_id: int, clip_path: str = "") -> None:
-        """One stage's decision on a source (stages 1-3) or a clip (5-7), with the item's status."""
+        """One stage's decision on a source (check, resample, shots) or a clip (align, sync,
+        quality), with the item's status."""
         statements = [self._decision_sql(o, run_id)]
         m = o.measurements
-        if o.stage <= 3:
+        if o.stage.on_source:
             if not o.passed:
-                statements.append(
-                    ("UPDATE sources SET status='rejected', stage=?, reason=? WHERE source_id=?",
-                     (o.stage, o.reason, o.item_id))
-                )  # fmt: skip
-            if o.stage == 1 and "duration" in m:
+                sql = "UPDATE sources SET status='rejected', stage=?, reason=? WHERE source_id=?"
+                statements.append((sql, (int(o.stage), o.reason, o.item_id)))
+            if o.stage is Stage.CHECK and "duration" in m:
                 statements.append(("UPDATE sources SET duration=? WHERE source_id=?", (m["duration"], o.item_id)))
-            if o.stage == 3 and "frames" in m:
+            if o.stage is Stage.SHOTS and "frames" in m:
                 statements.append(("UPDATE sources SET frames=? WHERE source_id=?", (m["frames"], o.item_id)))
         else:
-            status = "kept" if o.passed and o.stage == 7 else ("pending" if o.passed else "rejected")
+            status = "kept" if o.passed and o.stage is Stage.QUALITY else ("pending" if o.passed else "rejected")
             sets = ["status=?", "stage=?", "reason=?"]
-            values: list[Any] = [status, o.stage, o.reason]
+            values: list[Any] = [status, int(o.stage), o.reason]
             for key in _CLIP_COLUMNS.get(o.stage, ()):
                 if key in m:
                     sets.append(f'"{key}"=?')
@@ -159,19 +171,21 @@ class Manifest:
         self._tx(statements)
 
     def add_segments(self, src_id: str, segments: list[Segment], run_id: int) -> None:
-        """Stage 4 for a whole source, in one transaction: its clips and their decisions."""
+        """The segment stage for a whole source, in one transaction: its clips and their decisions."""
+        insert = (
+            "INSERT OR REPLACE INTO clips(clip_id, source_id, shot, segment, start_frame, frames, start_s, end_s,"
+            " status, stage, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        stage = Stage.SEGMENT
         statements: list[tuple[str, tuple]] = []
         for s in segments:
-            statements.append(
-                ("INSERT OR REPLACE INTO clips(clip_id, source_id, shot, segment, start_frame, frames, start_s, end_s,"
-                 " status, stage, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 4, ?)",
-                 (s.clip_id, src_id, s.shot, s.index, s.start, s.frames, s.start_s, s.end_s,
-                  "pending" if s.kept else "rejected", "" if s.kept else "too_short"))
-            )  # fmt: skip
-            o = Outcome(4, s.clip_id, s.kept, "" if s.kept else "too_short", {"frames": s.frames, "start": s.start})
-            o.footage_s = s.frames / 25
+            status, reason = ("pending", "") if s.kept else ("rejected", "too_short")
+            where = (s.clip_id, src_id, s.shot, s.index, s.start, s.frames, s.start_s, s.end_s)
+            statements.append((insert, (*where, status, int(stage), reason)))
+            o = Outcome(stage, s.clip_id, s.kept, reason, {"frames": s.frames, "start": s.start})
+            o.footage_s = s.frames / FPS
             statements.append(self._decision_sql(o, run_id))
-        statements.append(("UPDATE sources SET status='segmented', stage=4 WHERE source_id=?", (src_id,)))
+        statements.append(("UPDATE sources SET status='segmented', stage=? WHERE source_id=?", (int(stage), src_id)))
         self._tx(statements)
 
     def set_splits(self, splits: dict[str, str]) -> None:

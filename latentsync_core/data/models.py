@@ -12,12 +12,12 @@ process first, so a missing or wrong file stops the run before any work starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.quality import HYPERIQA_FILE, quality_model_kind
+from latentsync_core.data.stages import DeviceModels
+from latentsync_core.data.stages.quality import HYPERIQA_FILE, make_scorer, quality_model_kind
 from latentsync_core.errors import CodedError
 
 SYNCNET_FILE = "syncnet_v2.model"
@@ -75,19 +75,7 @@ def describe_models(cfg: PreprocessConfig) -> dict[str, str]:
     return {"weights": kind, "quality_model": quality, "face_detector": face_detector_name(cfg)}
 
 
-@dataclass
-class DeviceModels:
-    """What one device worker holds for its whole life."""
-
-    device: str
-    detector: Any
-    syncnet: Any
-    scorer: Any
-    threads: int
-
-
 def load_device_models(cfg: PreprocessConfig, device: str, threads: int) -> DeviceModels:
-    from latentsync_core.data.quality import make_scorer
     from latentsync_core.vision.face_detection import make_face_detector
 
     detector = make_face_detector(cfg.checkpoints() / "auxiliary", device)

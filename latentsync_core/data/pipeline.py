@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
+from latentsync_core.data.engine import Engine, drive
 from latentsync_core.data.fileslists import write_fileslists
-from latentsync_core.data.items import source_id
-from latentsync_core.data.layout import Layout, remove
+from latentsync_core.data.items import Stage, source_id
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.report import build_report, write_report
 from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.errors import CodedError
+from latentsync_core.files.atomic import remove
 
 log = logging.getLogger(__name__)
 PIPELINE_VERSION = "1"  # bump when stage code changes what it produces
@@ -51,8 +53,8 @@ def _check_meta(manifest: Manifest, cfg: PreprocessConfig, models: dict[str, str
     wanted = {"pipeline_version": PIPELINE_VERSION, "fingerprint": cfg.fingerprint(), **models}
     meta = manifest.meta()
     if not meta:
-        manifest.set_meta({**wanted, "config": json.dumps(cfg.to_dict()), "input_dir": str(input_dir),
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
+        first = {"config": json.dumps(cfg.to_dict()), "input_dir": str(input_dir)}
+        manifest.set_meta({**wanted, **first, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         return
     differ = [k for k, v in wanted.items() if meta.get(k) != v]
     if differ:
@@ -102,13 +104,13 @@ def run_preprocess(
         status = "interrupted"
         try:
             sched.start()
-            engine.run(sched)
+            drive(sched, engine)
             status = "complete" if sched.complete else "incomplete"
         finally:
             bars.close()
             wall = time.time() - started
             if status == "interrupted":
-                manifest.finish_run(run_id, status, wall, {"processed": dict(sched.processed)})
+                manifest.finish_run(run_id, status, wall, {"processed": _by_stage(sched.processed)})
         if sched.complete and not cfg.keep_intermediate:
             remove(layout.work)
         counts = write_fileslists(manifest, layout, cfg.val_fraction)
@@ -119,7 +121,7 @@ def run_preprocess(
             "workers": engine.workers,
             "devices": engine.devices,
             "wall_seconds": round(wall, 3),
-            "processed": {str(k): v for k, v in sorted(sched.processed.items())},
+            "processed": _by_stage(sched.processed),
             "footage_seconds_this_run": _footage_checked(manifest, run_id),
             "errors": sched.errors[:50],
             "error_count": len(sched.errors),
@@ -133,15 +135,20 @@ def run_preprocess(
         manifest.close()
 
 
+def _by_stage(processed: dict[Stage, int]) -> dict[str, int]:
+    """Items processed per stage, keyed by the stage's number (as JSON keys)."""
+    return {str(int(k)): v for k, v in sorted(processed.items())}
+
+
 def _footage_checked(manifest: Manifest, run_id: int) -> float:
-    """Seconds of raw footage whose processing started in this run (stage 1 decided here)."""
+    """Seconds of raw footage whose processing started in this run (checked here)."""
     row = manifest.db.execute(
-        "SELECT COALESCE(SUM(footage_s), 0) FROM decisions WHERE stage = 1 AND run_id = ?", (run_id,)
+        "SELECT COALESCE(SUM(footage_s), 0) FROM decisions WHERE stage = ? AND run_id = ?", (int(Stage.CHECK), run_id)
     ).fetchone()
     return float(row[0])
 
 
-def _make_engine(cfg: PreprocessConfig) -> Any:
+def _make_engine(cfg: PreprocessConfig) -> Engine:
     if cfg.engine == "ray":
         from latentsync_core.data.engine_ray import RayEngine
 

@@ -6,34 +6,42 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from latentsync_core.data.items import STAGES
+from latentsync_core.data.items import Stage
 
-UNITS = {1: "file", 2: "file", 3: "file", 4: "file", 5: "seg", 6: "seg", 7: "seg"}
+
+def _unit(stage: Stage) -> str:
+    return "file" if stage.on_source or stage is Stage.SEGMENT else "seg"
 
 
 class StageBars:
     def __init__(self, enabled: bool = True):
-        self.done = dict.fromkeys(STAGES, 0)
-        self.total = dict.fromkeys(STAGES, 0)
-        self._bars: dict[int, Any] = {}
+        self.done = dict.fromkeys(Stage, 0)
+        self.total = dict.fromkeys(Stage, 0)
+        self._bars: dict[Stage, Any] = {}
         if enabled:
             from tqdm import tqdm
 
-            for position, (stage, name) in enumerate(STAGES.items()):
+            for position, stage in enumerate(Stage):
                 self._bars[stage] = tqdm(
-                    total=0, desc=f"{stage} {name:<8}", unit=UNITS[stage], position=position,
-                    leave=True, file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
-                )  # fmt: skip
+                    total=0,
+                    desc=f"{stage:d} {stage.label:<8}",
+                    unit=_unit(stage),
+                    position=position,
+                    leave=True,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    mininterval=0.5,
+                )
 
-    def grow(self, stage: int, count: int = 1) -> None:
+    def grow(self, stage: Stage, count: int = 1) -> None:
         self.total[stage] += count
         self._refresh(stage)
 
-    def advance(self, stage: int, count: int = 1) -> None:
+    def advance(self, stage: Stage, count: int = 1) -> None:
         self.done[stage] += count
         self._refresh(stage)
 
-    def _refresh(self, stage: int) -> None:
+    def _refresh(self, stage: Stage) -> None:
         bar = self._bars.get(stage)
         if bar is not None:
             bar.total = max(self.total[stage], self.done[stage])

@@ -12,11 +12,20 @@ from collections import Counter
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, STAGES
-from latentsync_core.data.layout import Layout, writing
+from latentsync_core.data.items import FPS, Stage
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
+from latentsync_core.files.atomic import writing
 
-UNITS = {1: "files", 2: "files", 3: "files", 4: "shots -> segments", 5: "segments", 6: "segments", 7: "segments"}
+UNITS = {
+    Stage.CHECK: "files",
+    Stage.RESAMPLE: "files",
+    Stage.SHOTS: "files",
+    Stage.SEGMENT: "shots -> segments",
+    Stage.ALIGN: "segments",
+    Stage.SYNC: "segments",
+    Stage.QUALITY: "segments",
+}
 
 
 def peak_memory_mb() -> dict[str, float]:
@@ -32,34 +41,37 @@ def build_report(
     manifest: Manifest, cfg: PreprocessConfig, models: dict[str, str], run: dict[str, Any]
 ) -> dict[str, Any]:
     decisions = list(manifest.decisions().values())
-    by_stage: dict[int, list[Any]] = {k: [r for r in decisions if r["stage"] == k] for k in STAGES}
+    by_stage = {k: [r for r in decisions if r["stage"] == k] for k in Stage}
     passed = {k: sum(r["decision"] == "pass" for r in rows) for k, rows in by_stage.items()}
     sources = manifest.sources()
-    shots = sum(len(json.loads(r["measurements"]).get("shots", [])) for r in by_stage[3] if r["decision"] == "pass")
-    entering = {1: len(sources), 2: passed[1], 3: passed[2], 4: shots, 5: passed[4], 6: passed[5], 7: passed[6]}
+    shot_rows = by_stage[Stage.SHOTS]
+    shots = sum(len(json.loads(r["measurements"]).get("shots", [])) for r in shot_rows if r["decision"] == "pass")
+    # What enters a stage is what passed the one before; the segment stage takes shots.
+    entering = {k: passed[Stage(k - 1)] for k in Stage if k > Stage.CHECK}
+    entering[Stage.CHECK], entering[Stage.SEGMENT] = len(sources), shots
     processed = run.get("processed", {})
     segmented = sum(s["status"] == "segmented" for s in sources)
     stages = []
-    for k, name in STAGES.items():
+    for k in Stage:
         rows = by_stage[k]
         seconds = sum(r["seconds"] or 0.0 for r in rows)
         footage = sum(r["footage_s"] or 0.0 for r in rows)
         reasons = Counter(r["reason"] for r in rows if r["decision"] == "reject")
         stages.append(
             {
-                "stage": k,
-                "name": name,
+                "stage": int(k),
+                "name": k.label,
                 "unit": UNITS[k],
                 "items_in": entering[k],
                 "passed": passed[k],
                 "rejected": len(rows) - passed[k],
-                "pending": max(0, passed[3] - segmented if k == 4 else entering[k] - len(rows)),
+                "pending": max(0, passed[Stage.SHOTS] - segmented if k is Stage.SEGMENT else entering[k] - len(rows)),
                 "reasons": dict(reasons.most_common()),
                 "worker_seconds": round(seconds, 3),
                 "footage_seconds": round(footage, 3),
                 "items_per_second": round(len(rows) / seconds, 3) if seconds > 0 else None,
                 "footage_x_realtime": round(footage / seconds, 3) if seconds > 0 else None,
-                "processed_this_run": int(processed.get(str(k), 0)),
+                "processed_this_run": int(processed.get(str(int(k)), 0)),
             }
         )
     clips = manifest.clips()
@@ -110,11 +122,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"val {t['val_clips']}) from {t['sources']} files ({t['input_footage_hours'] * 3600:.1f} s)"
     )
     rate = r.get("footage_hours_per_hour")
+    memory = r["peak_memory"]
+    wall = f"wall {r.get('wall_seconds', 0):.1f} s" + (f", {rate:.2f} h of footage per hour" if rate else "")
     lines.append(
-        f"wall {r.get('wall_seconds', 0):.1f} s" + (f", {rate:.2f} h of footage per hour" if rate else "")
-        + f", peak memory {r['peak_memory']['coordinator_mb']:.0f} MB (coordinator), "
-        f"{r['peak_memory']['largest_worker_mb']:.0f} MB (largest worker)"
-    )  # fmt: skip
+        f"{wall}, peak memory {memory['coordinator_mb']:.0f} MB (coordinator), "
+        f"{memory['largest_worker_mb']:.0f} MB (largest worker)"
+    )
     return "\n".join(lines)
 
 

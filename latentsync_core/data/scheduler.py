@@ -17,15 +17,17 @@ import json
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import DEVICE_STAGES, Outcome, Task
-from latentsync_core.data.layout import Layout, remove
+from latentsync_core.data.items import CLIP_STAGES, SOURCE_STAGES, Outcome, Stage, Task
+from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
-from latentsync_core.data.segments import plan_segments
+from latentsync_core.data.stages.segment import plan_segments
 from latentsync_core.data.tasks import clip_task, source_task
+from latentsync_core.files.atomic import remove
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +38,22 @@ class _Clip:
     start: int
     frames: int
     status: str  # pending | kept | rejected
-    stage: int  # last stage decided
+    stage: Stage  # last stage decided
 
 
 class Scheduler:
     def __init__(self, cfg: PreprocessConfig, layout: Layout, manifest: Manifest, run_id: int, bars: StageBars):
         self.cfg, self.layout, self.manifest, self.run_id, self.bars = cfg, layout, manifest, run_id, bars
-        self.decided: dict[tuple[str, int], tuple[bool, dict[str, Any]]] = {}
+        self.decided: dict[tuple[str, Stage], tuple[bool, dict[str, Any]]] = {}
         self.sources: dict[str, dict[str, Any]] = {}
         self.clips: dict[str, _Clip] = {}
         self.clips_of: dict[str, list[str]] = {}
         self.new_sources: deque[str] = deque()
         self.ready_cpu: deque[Task] = deque()
         self.ready_device: deque[Task] = deque()
-        self.active: dict[str, int] = {}  # item -> stage of its queued or running task
+        self.active: dict[str, Stage] = {}  # item -> stage of its queued or running task
         self.waiting: dict[str, set[str]] = {}  # source -> clips waiting for its resampled files
-        self.processed: Counter[int] = Counter()
+        self.processed: Counter[Stage] = Counter()
         self.errors: list[dict[str, Any]] = []
         self.failed: set[str] = set()  # items that hit an unexpected error: left for the next run
 
@@ -59,12 +61,12 @@ class Scheduler:
     def start(self) -> None:
         """Load the manifest's state and queue what each item needs next."""
         for (item, stage), row in self.manifest.decisions().items():
-            self.decided[(item, stage)] = (row["decision"] == "pass", json.loads(row["measurements"]))
+            self.decided[(item, Stage(stage))] = (row["decision"] == "pass", json.loads(row["measurements"]))
         for row in self.manifest.sources():
             self.sources[row["source_id"]] = dict(row)
         for row in self.manifest.clips():
-            self.clips[row["clip_id"]] = _Clip(row["source_id"], row["start_frame"], row["frames"], row["status"],
-                                               row["stage"])  # fmt: skip
+            clip = _Clip(row["source_id"], row["start_frame"], row["frames"], row["status"], Stage(row["stage"]))
+            self.clips[row["clip_id"]] = clip
             self.clips_of.setdefault(row["source_id"], []).append(row["clip_id"])
         self._count_for_bars()
         for src in self.sources:
@@ -72,65 +74,45 @@ class Scheduler:
 
     def _count_for_bars(self) -> None:
         b = self.bars
-        b.grow(1, len(self.sources))
+        b.grow(Stage.CHECK, len(self.sources))
         for src in self.sources:
-            for stage in (1, 2, 3):
+            for stage in SOURCE_STAGES:
                 if (src, stage) in self.decided:
                     b.advance(stage)
                     if self.decided[(src, stage)][0]:
-                        b.grow(stage + 1)
+                        b.grow(Stage(stage + 1))
             if self.sources[src]["status"] == "segmented":
-                b.advance(4)
+                b.advance(Stage.SEGMENT)
         for clip_id in self.clips:
-            for stage in (4, 5, 6, 7):
+            for stage in CLIP_STAGES:  # a clip's segment decision counts once per source, above
                 passed = self.decided.get((clip_id, stage), (None,))[0]
                 if passed is None:
                     break
-                if stage > 4:
+                if stage is not Stage.SEGMENT:
                     b.advance(stage)
-                if passed and stage < 7:
-                    b.grow(stage + 1)
+                if passed and stage.next is not None:
+                    b.grow(stage.next)
 
-    # --- what is ready --------------------------------------------------------------------------
+    # --- what is ready (the one API every engine uses) ----------------------------------------
     def take_device(self) -> list[Task]:
+        """Every task that is ready for a device worker (segments: back-pressure is on admission)."""
         tasks = list(self.ready_device)
         self.ready_device.clear()
         return tasks
 
     def take_cpu(self, slots: int) -> list[Task]:
+        """Up to ``slots`` tasks for the CPU workers: those ready first, then new sources while
+        fewer than ``max_pending_segments`` items are in flight."""
         tasks: list[Task] = []
         while slots > 0 and self.ready_cpu:
             tasks.append(self.ready_cpu.popleft())
             slots -= 1
         while slots > 0 and self.new_sources and self.device_backlog() < self.cfg.max_pending_segments:
             src = self.new_sources.popleft()
-            self.active[src] = 1
-            tasks.append(self._task(1, src))
+            self.active[src] = Stage.CHECK
+            tasks.append(self._task(Stage.CHECK, src))
             slots -= 1
         return tasks
-
-    def take_all(self) -> tuple[list[Task], list[Task]]:
-        """Every ready task, new sources included (for engines with their own back-pressure):
-        (source-stage tasks, device-stage tasks)."""
-        while self.new_sources:
-            src = self.new_sources.popleft()
-            self.active[src] = 1
-            self.ready_cpu.append(self._task(1, src))
-        cpu, device = list(self.ready_cpu), list(self.ready_device)
-        self.ready_cpu.clear()
-        self.ready_device.clear()
-        return cpu, device
-
-    def replan(self) -> None:
-        """Forget queued work and derive it again from the recorded state (for engines that
-        chain several stages per task, whose follow-ups the scheduler queued in passing)."""
-        self.ready_cpu.clear()
-        self.ready_device.clear()
-        self.new_sources.clear()
-        self.active.clear()
-        self.waiting.clear()
-        for src in self.sources:
-            self._advance_source(src)
 
     def device_backlog(self) -> int:
         """Segments queued for the devices, plus sources on their way (each makes at least one)."""
@@ -152,27 +134,27 @@ class Scheduler:
         if o.error:
             self.errors.append({"stage": o.stage, "item": o.item_id, "error": o.error})
             self.failed.add(o.item_id)
-            log.warning("stage %d failed on %s (retried by the next run): %s", o.stage, o.item_id, o.error)
+            log.warning("stage %s failed on %s (retried by the next run): %s", o.stage.label, o.item_id, o.error)
             return
         self.processed[o.stage] += 1
         redo = (o.item_id, o.stage) in self.decided  # an intermediate was re-made
         if not redo:
             self.bars.advance(o.stage)
-            if o.passed and o.stage < 7:
-                self.bars.grow(o.stage + 1)
-        if o.stage <= 3:
+            if o.passed and o.stage.next is not None:
+                self.bars.grow(o.stage.next)
+        if o.stage.on_source:
             self._on_source_outcome(o)
             return
         clip = self.clips[o.item_id]
-        kept = o.passed and o.stage == 7
+        kept = o.passed and o.stage is Stage.QUALITY
         clip_path = str(self.layout.clip(o.item_id)) if kept else ""
         self.manifest.record(o, self.run_id, clip_path)
         self.decided[(o.item_id, o.stage)] = (o.passed, o.measurements)
         clip.stage = max(clip.stage, o.stage) if o.passed else o.stage
         clip.status = "kept" if kept else ("pending" if o.passed else "rejected")
-        if o.stage == 6:
+        if o.stage is Stage.SYNC:
             self._drop(self.layout.aligned(o.item_id))
-        elif o.stage == 7:
+        elif o.stage is Stage.QUALITY:
             self._drop(self.layout.synced(o.item_id))
         self._maybe_drop_resampled(clip.source)
         if clip.status == "pending":
@@ -180,11 +162,12 @@ class Scheduler:
 
     def _on_source_outcome(self, o: Outcome) -> None:
         src = self.sources[o.item_id]
-        if src["status"] == "segmented":  # stage 2 re-made for segments that still need it
+        if src["status"] == "segmented":  # resample re-made for segments that still need it
             waiting = sorted(self.waiting.pop(o.item_id, set()))
             if not o.passed:
                 for clip_id in waiting:
-                    self.errors.append({"stage": 5, "item": clip_id, "error": f"re-making stage 2 failed: {o.reason}"})
+                    error = f"re-making stage 2 failed: {o.reason}"
+                    self.errors.append({"stage": Stage.ALIGN, "item": clip_id, "error": error})
                 return
             for clip_id in waiting:
                 self._advance_clip(clip_id)
@@ -193,7 +176,7 @@ class Scheduler:
         self.decided[(o.item_id, o.stage)] = (o.passed, o.measurements)
         if not o.passed:
             src["status"] = "rejected"
-            if o.stage == 3:
+            if o.stage is Stage.SHOTS:
                 self._drop(self.layout.resampled(o.item_id))
         self._advance_source(o.item_id)
 
@@ -206,61 +189,63 @@ class Scheduler:
             for clip_id in self.clips_of.get(src, []):
                 self._advance_clip(clip_id)
             return
-        if (src, 1) not in self.decided:
+        if (src, Stage.CHECK) not in self.decided:
             self.new_sources.append(src)
-        elif (src, 2) not in self.decided or not self._resampled_ok(src):
-            self._queue(self._task(2, src))
-        elif (src, 3) not in self.decided:
-            self._queue(self._task(3, src))
+        elif (src, Stage.RESAMPLE) not in self.decided or not self._resampled_ok(src):
+            self._queue(self._task(Stage.RESAMPLE, src))
+        elif (src, Stage.SHOTS) not in self.decided:
+            self._queue(self._task(Stage.SHOTS, src))
         else:
             self._segment(src)
 
     def _segment(self, src: str) -> None:
-        """Stage 4, here: plain arithmetic on the shots of stage 3."""
-        shots = self.decided[(src, 3)][1]["shots"]
+        """The segment stage, here: plain arithmetic on the shots."""
+        shots = self.decided[(src, Stage.SHOTS)][1]["shots"]
         segments = plan_segments(src, shots, self.cfg.segment_frames, self.cfg.min_segment_frames)
         self.manifest.add_segments(src, segments, self.run_id)
         self.sources[src]["status"] = "segmented"
-        self.processed[4] += 1
-        self.bars.advance(4)
+        self.processed[Stage.SEGMENT] += 1
+        self.bars.advance(Stage.SEGMENT)
         for s in segments:
             status = "pending" if s.kept else "rejected"
-            self.clips[s.clip_id] = _Clip(src, s.start, s.frames, status, 4)
+            self.clips[s.clip_id] = _Clip(src, s.start, s.frames, status, Stage.SEGMENT)
             self.clips_of.setdefault(src, []).append(s.clip_id)
-            self.decided[(s.clip_id, 4)] = (s.kept, {})
-        self.bars.grow(5, sum(s.kept for s in segments))
+            self.decided[(s.clip_id, Stage.SEGMENT)] = (s.kept, {})
+        self.bars.grow(Stage.ALIGN, sum(s.kept for s in segments))
         self._maybe_drop_resampled(src)
         for s in segments:
             if s.kept:
                 self._advance_clip(s.clip_id)
 
     def _advance_clip(self, clip_id: str) -> None:
+        """Queue the clip's next stage, stepping back to the stage that makes a missing input."""
         clip = self.clips[clip_id]
         if clip.status != "pending" or clip_id in self.active or clip_id in self.failed:
             return
-        stage = clip.stage + 1
-        if stage == 7 and not self.layout.synced(clip_id).is_file():
-            stage = 6
-        if stage == 6 and not self.layout.aligned(clip_id).is_file():
-            stage = 5
-        if stage == 5 and not self._resampled_ok(clip.source):
+        stage = clip.stage.next
+        assert stage is not None  # a clip past the last stage is no longer pending
+        if stage is Stage.QUALITY and not self.layout.synced(clip_id).is_file():
+            stage = Stage.SYNC
+        if stage is Stage.SYNC and not self.layout.aligned(clip_id).is_file():
+            stage = Stage.ALIGN
+        if stage is Stage.ALIGN and not self._resampled_ok(clip.source):
             self.waiting.setdefault(clip.source, set()).add(clip_id)
             if clip.source not in self.active:
-                self._queue(self._task(2, clip.source))
+                self._queue(self._task(Stage.RESAMPLE, clip.source))
             return
         self._queue(self._task(stage, clip_id))
 
     def _queue(self, task: Task) -> None:
         self.active[task.item_id] = task.stage
-        (self.ready_device if task.stage in DEVICE_STAGES else self.ready_cpu).append(task)
+        (self.ready_device if task.stage.on_device else self.ready_cpu).append(task)
 
     # --- tasks ----------------------------------------------------------------------------------
-    def _task(self, stage: int, item: str) -> Task:
-        if stage <= 3:
-            made = self.decided[(item, 2)][1] if stage == 3 else None
+    def _task(self, stage: Stage, item: str) -> Task:
+        if stage.on_source:
+            made = self.decided[(item, Stage.RESAMPLE)][1] if stage is Stage.SHOTS else None
             return source_task(stage, item, self.sources[item]["path"], self.layout, made)
         clip = self.clips[item]
-        made = self.decided[(clip.source, 2)][1] if stage == 5 else None
+        made = self.decided[(clip.source, Stage.RESAMPLE)][1] if stage is Stage.ALIGN else None
         return clip_task(stage, item, clip.source, clip.start, clip.frames, self.layout, made)
 
     # --- intermediates --------------------------------------------------------------------------
@@ -274,10 +259,10 @@ class Scheduler:
             return
         for clip_id in self.clips_of.get(src, []):
             clip = self.clips[clip_id]
-            if clip.status == "pending" and (clip.stage < 5 or self.active.get(clip_id) == 5):
+            if clip.status == "pending" and (clip.stage < Stage.ALIGN or self.active.get(clip_id) is Stage.ALIGN):
                 return
         self._drop(self.layout.resampled(src))
 
-    def _drop(self, path: Any) -> None:
+    def _drop(self, path: Path) -> None:
         if not self.cfg.keep_intermediate:
             remove(path)

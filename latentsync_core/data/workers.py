@@ -15,8 +15,9 @@ import time
 import traceback
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import DEVICE_STAGES, Outcome, Task
-from latentsync_core.data.models import DeviceModels, load_device_models
+from latentsync_core.data.items import Outcome, Task
+from latentsync_core.data.models import load_device_models
+from latentsync_core.data.stages import DeviceModels, runner
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,19 @@ def init_cpu_worker(cfg: PreprocessConfig) -> None:
 def init_device_worker(cfg: PreprocessConfig, device: str, threads: int) -> None:
     global _cfg, _models
     _quiet_interrupts()
+    _cfg = cfg
+    _models = load_models_for(cfg, device, threads)
+
+
+def load_models_for(cfg: PreprocessConfig, device: str, threads: int) -> DeviceModels:
+    """A device worker's set-up: its torch threads (on the CPU) or its GPU, then its models."""
     import torch
 
     if device == "cpu":
         torch.set_num_threads(max(1, threads))
     else:
         torch.cuda.set_device(torch.device(device))
-    _cfg = cfg
-    _models = load_device_models(cfg, device, threads)
+    return load_device_models(cfg, device, threads)
 
 
 def warm_up() -> str:
@@ -65,41 +71,12 @@ def execute(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> O
     """Run ``task``'s stage; never raises for a problem with the item itself."""
     started = time.perf_counter()
     try:
-        outcome = _dispatch(task, cfg, models)
+        if task.stage.on_device and models is None:
+            raise RuntimeError(f"stage {task.stage.label} needs a device worker")
+        outcome = runner(task.stage)(task, cfg, models)
     except Exception as exc:  # reported by the coordinator; the item is retried next run
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        log.debug("stage %d failed on %s", task.stage, task.item_id, exc_info=True)
+        log.debug("stage %s failed on %s", task.stage.label, task.item_id, exc_info=True)
         outcome = Outcome(task.stage, task.item_id, False, "", {}, error=f"{detail} [pid {os.getpid()}]")
     outcome.seconds = time.perf_counter() - started
     return outcome
-
-
-def _dispatch(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> Outcome:
-    if task.stage in DEVICE_STAGES and models is None:
-        raise RuntimeError(f"stage {task.stage} needs a device worker")
-    if task.stage == 1:
-        from latentsync_core.data.source_stages import check_source
-
-        return check_source(task, cfg)
-    if task.stage == 2:
-        from latentsync_core.data.source_stages import resample_source
-
-        return resample_source(task, cfg)
-    if task.stage == 3:
-        from latentsync_core.data.source_stages import detect_shots
-
-        return detect_shots(task, cfg)
-    assert models is not None
-    if task.stage == 5:
-        from latentsync_core.data.align_stage import align_segment
-
-        return align_segment(task, cfg, models.detector, models.device, models.threads)
-    if task.stage == 6:
-        from latentsync_core.data.sync_stage import sync_segment
-
-        return sync_segment(task, cfg, models.syncnet)
-    if task.stage == 7:
-        from latentsync_core.data.quality import quality_segment
-
-        return quality_segment(task, cfg, models.scorer)
-    raise ValueError(f"no worker stage {task.stage}")

@@ -93,10 +93,11 @@ class SyncNetV2(nn.Module):
         return self.netcnnlip(clips).flatten(1)
 
 
-def load_syncnet_v2(
+def load_syncnet_v2_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> SyncNetV2:
-    """SyncNetV2 with the weights of ``syncnet_v2.model`` (a plain state dict), loaded strictly."""
+    """SyncNetV2 with the weights of one ``syncnet_v2.model`` file (a plain state dict), loaded
+    strictly. By weights mode (official file or demo network): ``latentsync_core.sync.load_syncnet_v2``."""
     state_dict = read_checkpoint(path, "SyncNetV2")
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path} is not a state dict (got {type(state_dict).__name__})")

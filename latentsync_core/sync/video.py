@@ -27,8 +27,7 @@ import torch
 from latentsync_core.errors import CodedError
 from latentsync_core.media.audio_io import SAMPLE_RATE, load_audio, to_int16
 from latentsync_core.media.probe import probe_audio, probe_video
-from latentsync_core.models.syncnet_v2 import SyncNetV2
-from latentsync_core.models.syncnet_v2 import load_syncnet_v2 as load_syncnet_v2_file
+from latentsync_core.models.syncnet_v2 import SyncNetV2, load_syncnet_v2_checkpoint
 from latentsync_core.sync.score import MIN_FRAMES, SAMPLES_PER_FRAME, VIDEO_FPS, SyncScore, score_frames
 from latentsync_core.sync.track import track_and_crop
 from latentsync_core.vision.face_detection import FaceDetector, make_face_detector
@@ -226,7 +225,7 @@ def load_syncnet_v2(
         path = Path(checkpoint_dir) / SYNCNET_V2_FILE
         if not path.is_file():
             raise MissingWeightsError(f"SyncNetV2 weights not found: {path}; {DOWNLOAD_HINT}")
-        net = load_syncnet_v2_file(path, device)
+        net = load_syncnet_v2_checkpoint(path, device)
     elif weights == "demo":
         net = demo_syncnet_v2().to(device).eval()
     else:

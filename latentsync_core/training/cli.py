@@ -37,8 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     u.add_argument("--output", required=True, help="run folder: checkpoints/, tensorboard/, val/, config.yaml")
     u.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
     u.add_argument("--resume", action="store_true", help="continue from the run's latest state")
-    u.add_argument("--weights", choices=("official", "demo"), default="official",
-                   help="official: VAE, Whisper, SyncNets from --checkpoint-dir; demo: small random ones")  # fmt: skip
+    u.add_argument(
+        "--weights",
+        choices=("official", "demo"),
+        default="official",
+        help="official: VAE, Whisper, SyncNets from --checkpoint-dir; demo: small random ones",
+    )
     u.add_argument("--checkpoint-dir", default="checkpoints", help="official weight files (the service's layout)")
     u.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     u.add_argument("--no-validation", action="store_true", help="skip validation (sync scoring)")
@@ -59,7 +63,7 @@ def run_unet(args: argparse.Namespace) -> int:
     import torch
 
     from latentsync_core.config import load_unet_config, to_dict
-    from latentsync_core.data.layout import write_text_atomic
+    from latentsync_core.files.atomic import write_text_atomic
     from latentsync_core.training.distributed import init_distributed, shutdown
     from latentsync_core.training.unet_models import WeightSource
     from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer
@@ -75,11 +79,15 @@ def run_unet(args: argparse.Namespace) -> int:
 
             write_text_atomic(output / "config.yaml", OmegaConf.to_yaml(to_dict(cfg)))
         options = TrainOptions(
-            data_dir=Path(args.data), output_dir=output,
-            weights=WeightSource(args.weights, Path(args.checkpoint_dir)), max_steps=args.max_steps,
-            resume=args.resume, progress=not args.no_progress, validate=not args.no_validation,
+            data_dir=Path(args.data),
+            output_dir=output,
+            weights=WeightSource(args.weights, Path(args.checkpoint_dir)),
+            max_steps=args.max_steps,
+            resume=args.resume,
+            progress=not args.no_progress,
+            validate=not args.no_validation,
             dtype=torch.float64 if args.dtype == "float64" else torch.float32,
-        )  # fmt: skip
+        )
         summary = UNetTrainer(cfg, options, info).run()
     except ConfigError as exc:
         return fail("CONFIG_INVALID", str(exc))

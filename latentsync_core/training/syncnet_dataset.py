@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from latentsync_core.audio.mel import mel_spectrogram, window_start
-from latentsync_core.data.layout import writing
+from latentsync_core.audio.mel import mel_spectrogram, mel_window_length, window_start
 from latentsync_core.errors import CodedError
+from latentsync_core.files.atomic import writing
 from latentsync_core.media.audio_io import load_audio
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
@@ -40,18 +39,6 @@ from latentsync_core.syncnet_config import SyncNetDataConfig
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 50  # consecutive unusable clips before a sample gives up
-
-
-def mel_window_length(num_frames: int) -> int:
-    """Mel frames (80 per second) under ``num_frames`` video frames (25 per second)."""
-    return math.ceil(num_frames / 5 * 16)
-
-
-def read_fileslist(path: Path) -> list[Path]:
-    """The clip paths of a ``fileslist_*.txt`` (one per line; blank lines ignored)."""
-    if not path.is_file():
-        raise CodedError("NO_TRAINING_DATA", f"file list not found: {path} (run `latentsync preprocess` first)")
-    return [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
 
 
 class ClipFrames:

@@ -12,13 +12,13 @@ that never stopped. Validation reports loss and accuracy (similarity above 1/2 m
 "in sync") on a fixed set of held-out samples; everything goes to TensorBoard.
 
 ``RUN/``: ``config.yaml`` (the merged config), ``checkpoints/checkpoint-<step>.pt`` (each
-also loads as a StableSyncNet through its ``state_dict``), ``tensorboard/``.
+also loads as a StableSyncNet through its ``state_dict``; written and read by
+``training.checkpoints``), ``tensorboard/``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,16 +29,17 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from latentsync_core.data.layout import Layout, write_text_atomic, writing
+from latentsync_core.data.fileslists import read_fileslist
+from latentsync_core.data.layout import Layout
 from latentsync_core.errors import CodedError
-from latentsync_core.models.checkpoint import CheckpointError, read_checkpoint
+from latentsync_core.files.atomic import write_text_atomic
 from latentsync_core.models.stable_syncnet import StableSyncNet
 from latentsync_core.syncnet_config import SyncNetConfig
-from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset, read_fileslist
+from latentsync_core.training.checkpoints import SYNCNET_PREFIX, CheckpointDir, read_checkpoint_file
+from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)\.pt$")
 VAL_SAMPLES_PER_BATCH = 640  # frames per validation batch, upstream's bound on memory
 
 
@@ -71,14 +72,14 @@ def visual_input(frames: torch.Tensor, lower_half: bool) -> torch.Tensor:
     return stacked[:, :, h // 2 :, :] if lower_half else stacked
 
 
+def syncnet_checkpoints(run: Path) -> CheckpointDir:
+    """A SyncNet run's checkpoints: ``checkpoint-<step>.pt``, every one kept."""
+    return CheckpointDir(run, keep_last=None, prefix=SYNCNET_PREFIX)
+
+
 def checkpoints_in(run: Path) -> list[tuple[int, Path]]:
     """(step, path) of the run's checkpoints, oldest first."""
-    found = []
-    for path in (run / "checkpoints").glob("checkpoint-*.pt"):
-        match = CHECKPOINT_RE.search(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    return syncnet_checkpoints(run).saved()
 
 
 class SyncNetTrainer:
@@ -93,12 +94,13 @@ class SyncNetTrainer:
             )
         self.cfg = cfg
         self.run_dir = Path(output_dir)
+        self.checkpoints = syncnet_checkpoints(self.run_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         layout = Layout(data_dir)
         cache = Path(cfg.data.audio_mel_cache_dir) if cfg.data.audio_mel_cache_dir else layout.root / "cache" / "mel"
         seed = cfg.run.seed
         self.train_set = SyncNetDataset(read_fileslist(layout.train_list), cfg.data, seed, cache)
-        val_clips = read_fileslist(layout.val_list) if layout.val_list.is_file() else []
+        val_clips = read_fileslist(layout.val_list, missing_ok=True)
         # Validation draws from a different stream than training, always the same samples.
         self.val_set = SyncNetDataset(val_clips, cfg.data, seed + 1, cache) if val_clips else None
         per_step = cfg.data.batch_size * cfg.data.gradient_accumulation_steps
@@ -140,15 +142,13 @@ class SyncNetTrainer:
         return state
 
     def save(self) -> Path:
-        path = self.run_dir / "checkpoints" / f"checkpoint-{self.step:08d}.pt"
-        with writing(path) as tmp:
-            torch.save(self.state(), tmp)
+        path = self.checkpoints.save(self.step, self.state())
         log.info("saved %s", path)
         return path
 
     def load(self, path: Path) -> None:
+        ckpt = read_checkpoint_file(path)
         try:
-            ckpt = read_checkpoint(path, "SyncNet training")
             self.model.load_state_dict(ckpt["state_dict"], strict=True)
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -156,19 +156,15 @@ class SyncNetTrainer:
             torch.set_rng_state(ckpt["torch_rng"])
             if self.device.type == "cuda" and "cuda_rng" in ckpt:
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
-        except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise CodedError("CHECKPOINT_INVALID", f"cannot resume from {path}: {exc}") from exc
         log.info("resumed from %s at step %d", path, self.step)
 
     def prepare_output(self, resume: bool) -> None:
         """Resume from the newest checkpoint, or start a fresh run; never overwrite a run silently."""
-        existing = checkpoints_in(self.run_dir)
-        if existing and not resume:
-            raise CodedError(
-                "RUN_EXISTS", f"{self.run_dir} already holds checkpoints; pass --resume or choose another output"
-            )
-        if existing:
-            self.load(existing[-1][1])
+        latest = self.checkpoints.resume_point(resume, required=False)
+        if latest is not None:
+            self.load(latest)
         elif resume:
             log.info("no checkpoint in %s: starting a new run", self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ global batch is the same whether one process or several read it.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from latentsync_core.audio.mel import mel_windows
+from latentsync_core.audio.mel import mel_window_length, mel_windows
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.errors import CodedError
 from latentsync_core.media.video_io import FPS, FrameReader
@@ -35,24 +34,10 @@ log = logging.getLogger(__name__)
 MAX_SKIPS = 64  # unusable clips tried in a row before a sample gives up
 
 
-def read_fileslist(path: str | Path) -> list[Path]:
-    """The clip paths of a ``fileslist_*.txt`` (one per line; blank lines ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CodedError("FILESLIST_NOT_FOUND", f"file list not found: {path} (run `latentsync preprocess` first)")
-    clips = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
-    return [c if c.is_absolute() else path.parent / c for c in clips]
-
-
 def min_clip_frames(num_frames: int) -> int:
     """The shortest clip in which every target window has a non-overlapping reference
     window: a start ``s`` needs ``s >= F`` or ``s <= n - 2F`` (upstream asks for 3F)."""
     return 3 * num_frames - 1
-
-
-def mel_window_length(num_frames: int) -> int:
-    """Mel frames under ``num_frames`` video frames (80 mel vs 25 video frames per second)."""
-    return math.ceil(num_frames / 5 * 16)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ A step: VAE latents of the target window, of the masked window and of the refere
 window; per-sample noise and timestep; the UNet's noise prediction with the audio tokens;
 noise MSE, and (stage 2) the pixel losses on the decoded one-step x0 estimate; backward
 through the trainable parameters (with a grad scaler for float16), clipping, AdamW.
-Checkpoints hold the whole state (``train_state``), validation scores lip sync
+Checkpoints hold the whole state (``checkpoints.TrainState``), validation scores lip sync
 (``validation``), TensorBoard gets losses, learning rate, sync scores and sample frames.
 """
 
@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from latentsync_core.config import UNetConfig, load_scheduler_config, to_dict
+from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.errors import CodedError
 from latentsync_core.inference.conditioning import load_mask
 from latentsync_core.inference.denoise import make_scheduler
@@ -36,9 +37,9 @@ from latentsync_core.models.unet import UNet3DConditionModel
 from latentsync_core.syncnet_config import SyncNetConfig
 from latentsync_core.training import unet_losses as L
 from latentsync_core.training.audio_cache import AudioFeatureCache
+from latentsync_core.training.checkpoints import CheckpointDir, TrainState, capture_rng, read_state, restore_rng
 from latentsync_core.training.distributed import DistInfo, barrier, wrap_ddp
-from latentsync_core.training.train_state import CheckpointDir, TrainState, capture_rng, read_state, restore_rng
-from latentsync_core.training.unet_dataset import DatasetOptions, StepBatchSampler, UNetWindowDataset, read_fileslist
+from latentsync_core.training.unet_dataset import DatasetOptions, StepBatchSampler, UNetWindowDataset
 from latentsync_core.training.unet_models import (
     WeightSource,
     build_unet,
@@ -216,8 +217,12 @@ class UNetTrainer:
                     out["trepa"] = self.trepa(video, gt.transpose(1, 2))
                 if self.syncnet is not None:
                     out["sync"] = self._sync_loss(pixels if pixel_sync else None, x0, batch["mel"].to(dev), b, f)
-        weights = {"recon": self.weights.recon, "sync": self.weights.sync, "lpips": self.weights.lpips,
-                   "trepa": self.weights.trepa}  # fmt: skip
+        weights = {
+            "recon": self.weights.recon,
+            "sync": self.weights.sync,
+            "lpips": self.weights.lpips,
+            "trepa": self.weights.trepa,
+        }
         out["loss"] = sum(weights[k] * v for k, v in out.items())
         return out
 
@@ -263,23 +268,21 @@ class UNetTrainer:
         )
         sampler = StepBatchSampler(cfg.data.batch_size, start, end, self.info.rank, self.info.world_size)
         workers = cfg.data.num_workers
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                          prefetch_factor=2 if workers else None)  # fmt: skip
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            persistent_workers=False,
+            prefetch_factor=2 if workers else None,
+        )
 
     def run(self, on_step: Callable[[int, dict], None] | None = None) -> TrainSummary:
         """Train from the current step to ``max_steps``; checkpoints every ``save_ckpt_steps``
         and at the end; validation every ``validation_steps`` (default: with checkpoints)."""
         cfg, info = self.cfg, self.info
-        if self.opt.resume:
-            latest = self.checkpoints.latest()
-            if latest is None:
-                raise CodedError("NOTHING_TO_RESUME", f"--resume: no training state in {self.checkpoints.root}")
+        latest = self.checkpoints.resume_point(self.opt.resume, required=True)
+        if latest is not None:
             self.load_state(latest)
-        elif self.checkpoints.latest() is not None:  # never overwrite another run's states
-            raise CodedError(
-                "RUN_EXISTS",
-                f"{self.opt.output_dir} already holds training states: add --resume or pick a new --output",
-            )
         end = min(cfg.run.max_train_steps, self.opt.max_steps or cfg.run.max_train_steps)
         summary = TrainSummary(step=self.step)
         writer = self._writer()
@@ -309,7 +312,7 @@ class UNetTrainer:
         return summary
 
     def _save(self) -> Path | None:
-        path = self.checkpoints.save(self.state()) if self.info.is_main else None
+        path = self.checkpoints.save(self.step, self.state().to_dict()) if self.info.is_main else None
         barrier(self.info)
         return path
 
@@ -334,9 +337,11 @@ class UNetTrainer:
 
         cfg, dev, source = self.cfg, self.info.device, self.opt.weights
         vset = ValidationSet.from_data(
-            self.opt.data_dir / "fileslist_val.txt", cfg.data.val_video_path, cfg.data.val_audio_path,
+            self.opt.data_dir / "fileslist_val.txt",
+            cfg.data.val_video_path,
+            cfg.data.val_audio_path,
             cfg.run.num_val_clips,
-        )  # fmt: skip
+        )
         if not vset.pairs:
             log.warning("no validation clips (fileslist_val.txt empty, no val_video_path): validation off")
             return None
@@ -348,17 +353,28 @@ class UNetTrainer:
         paths = source.paths()
         params = LipSyncParams(cfg.run.inference_steps, cfg.run.guidance_scale, cfg.run.seed)
         return Validator(
-            self.vae, WhisperFeatureExtractor(paths.whisper, device=dev), make_face_detector(paths.auxiliary, str(dev)),
-            syncnet, load_scheduler_config(), cfg.data.resolution, dev, params,
-        )  # fmt: skip
+            self.vae,
+            WhisperFeatureExtractor(paths.whisper, device=dev),
+            make_face_detector(paths.auxiliary, str(dev)),
+            syncnet,
+            load_scheduler_config(),
+            cfg.data.resolution,
+            dev,
+            params,
+        )
 
     def _validate(self, validator, writer) -> dict:
         out_dir = self.opt.output_dir / "val" / f"step-{self.step:08d}"
         result = validator.run(self.unet, self.val_pairs, out_dir, self.step)
         record = {"step": self.step, **result.metrics(), "clips": result.clips}
         self.history["validations"].append(record)
-        log.info("validation at step %d: LSE-C %.3f LSE-D %.3f (%d clips)", self.step, result.lse_c, result.lse_d,
-                 result.scored)  # fmt: skip
+        log.info(
+            "validation at step %d: LSE-C %.3f LSE-D %.3f (%d clips)",
+            self.step,
+            result.lse_c,
+            result.lse_d,
+            result.scored,
+        )
         if writer is not None and not math.isnan(result.lse_c):
             writer.add_scalar("val/lse_c", result.lse_c, self.step)
             writer.add_scalar("val/lse_d", result.lse_d, self.step)
@@ -366,5 +382,5 @@ class UNetTrainer:
             writer.add_images("val/sample", result.sample_frames, self.step, dataformats="NHWC")
         if is_better(result, self.history["best_lse_c"]):
             self.history["best_lse_c"] = result.lse_c
-            self.checkpoints.save_best(self.state(), result.metrics())
+            self.checkpoints.save_best(self.step, self.state().to_dict(), result.metrics())
         return record

@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL
 
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.config import SchedulerConfig
+from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.errors import CodedError
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.loading import ModelBundle
@@ -51,9 +52,7 @@ class ValidationSet:
     def from_data(cls, val_list: Path, fallback_video: str, fallback_audio: str, count: int) -> ValidationSet:
         """The first ``count`` clips of ``fileslist_val.txt`` (each with its own audio), or
         the config's ``val_video_path``/``val_audio_path`` when the list is empty or absent."""
-        clips: list[Path] = []
-        if val_list.is_file():
-            clips = [Path(s.strip()) for s in val_list.read_text().splitlines() if s.strip()][:count]
+        clips = read_fileslist(val_list, missing_ok=True)[:count]
         if clips:
             return cls([(c, c) for c in clips])
         if fallback_video and Path(fallback_video).is_file() and Path(fallback_audio).is_file():
@@ -88,9 +87,16 @@ class Validator:
         if vae_dtype != dtype:  # the pipeline runs every network in the UNet's dtype
             self.vae.to(dtype)
         bundle = ModelBundle(
-            unet=unet, vae=self.vae, whisper=self.whisper, detector=self.detector, scheduler=self.scheduler,
-            resolution=self.resolution, device=self.device, dtype=dtype, weights_kind="official",
-        )  # fmt: skip
+            unet=unet,
+            vae=self.vae,
+            whisper=self.whisper,
+            detector=self.detector,
+            scheduler=self.scheduler,
+            resolution=self.resolution,
+            device=self.device,
+            dtype=dtype,
+            weights_kind="official",
+        )
         pipeline = LipSyncPipeline(bundle, detect_workers=1, syncnet=self.syncnet)
         clips: list[dict] = []
         sample = None

@@ -1,4 +1,4 @@
-"""Stage 4: cutting shots into fixed-length segments.
+"""Stage 4, ``segment``: cutting shots into fixed-length segments.
 
 Pure arithmetic on frame numbers (the resampled video is exactly 25 fps), so it runs in
 the coordinating process and no file is cut: the alignment stage reads each segment's

@@ -1,4 +1,4 @@
-"""Stage 6: SyncNetV2 offset and confidence per segment; keep confident, nearly-synced
+"""Stage 6, ``sync``: SyncNetV2 offset and confidence per segment; keep confident, nearly-synced
 segments and correct their offset.
 
 The rule is upstream's (``preprocess/sync_av.py``): keep when confidence >= threshold and
@@ -12,14 +12,18 @@ left without audio, so every kept frame has its own audio.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task
+from latentsync_core.data.items import FPS, SAMPLES_PER_FRAME, Outcome, Task
 from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_lossless
 from latentsync_core.sync import score_frames
+
+if TYPE_CHECKING:
+    from latentsync_core.data.stages import DeviceModels
 
 
 def shift_plan(frames: int, offset: int) -> tuple[int, int, int]:
@@ -52,7 +56,7 @@ def sync_decision(confidence: float, offset: int, cfg: PreprocessConfig) -> str:
 
 
 def sync_segment(task: Task, cfg: PreprocessConfig, syncnet: torch.nn.Module) -> Outcome:
-    """Stage 6 on one aligned segment; writes the offset-corrected ``args['out']``."""
+    """One aligned segment; writes the offset-corrected ``args['out']``."""
     frames = read_all_frames(task.args["aligned"], cfg.resolution)
     pcm = read_pcm(task.args["aligned"])
     try:
@@ -67,5 +71,10 @@ def sync_segment(task: Task, cfg: PreprocessConfig, syncnet: torch.nn.Module) ->
     out_frames, out_pcm = apply_offset(frames, pcm, score.offset)
     write_lossless(Path(task.args["out"]), out_frames, cfg.resolution, out_pcm)
     outcome = Outcome.keep(task, frames_after_shift=len(out_frames), **found)
-    outcome.footage_s = len(frames) / 25
+    outcome.footage_s = len(frames) / FPS
     return outcome
+
+
+def run(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> Outcome:
+    assert models is not None
+    return sync_segment(task, cfg, models.syncnet)

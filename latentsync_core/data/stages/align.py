@@ -1,4 +1,4 @@
-"""Stage 5: faces aligned to ``resolution`` px exactly as inference aligns them.
+"""Stage 5, ``align``: faces aligned to ``resolution`` px exactly as inference aligns them.
 
 The same detector back-end (``make_face_detector``), the same smoothed similarity
 transform (``FaceAligner.matrix``), the same warp (``FaceAligner.warp_faces``) and the same
@@ -16,17 +16,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import torch
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task
+from latentsync_core.data.items import FPS, SAMPLES_PER_FRAME, Outcome, Task
 from latentsync_core.data.segment_io import SegmentReader, read_wav_slice, write_lossless
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import Face, detect_in_order
+
+if TYPE_CHECKING:
+    from latentsync_core.data.stages import DeviceModels
 
 WARP_BATCH = 16
 
@@ -67,7 +69,7 @@ class _Track:
 
 
 def align_segment(task: Task, cfg: PreprocessConfig, detector: Any, device: str, threads: int) -> Outcome:
-    """Stage 5 on one segment; writes ``args['out']`` (lossless, r x r, with its audio)."""
+    """One segment; writes ``args['out']`` (lossless, r x r, with its audio)."""
     a = task.args
     start, count, r = int(a["start"]), int(a["frames"]), cfg.resolution
     allowed_missing = math.floor(cfg.max_missing_face_ratio * count)
@@ -120,5 +122,10 @@ def align_segment(task: Task, cfg: PreprocessConfig, detector: Any, device: str,
     pcm = np.pad(pcm, (0, count * SAMPLES_PER_FRAME - len(pcm)))
     write_lossless(Path(a["out"]), crops, r, pcm)
     outcome = Outcome.keep(task, **found)
-    outcome.footage_s = count / 25
+    outcome.footage_s = count / FPS
     return outcome
+
+
+def run(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> Outcome:
+    assert models is not None
+    return align_segment(task, cfg, models.detector, models.device, models.threads)

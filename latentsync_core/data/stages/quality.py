@@ -1,4 +1,4 @@
-"""Stage 7: visual quality of the first, middle and last frame of each synced segment (the
+"""Stage 7, ``quality``: visual quality of the first, middle and last frame of each synced segment (the
 frames upstream's filter scores), and the export of kept segments as the final clips.
 
 Two scorers, named in every decision and in the report:
@@ -15,16 +15,19 @@ Two scorers, named in every decision and in the report:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import FPS, SAMPLE_RATE, Outcome, Task
-from latentsync_core.data.layout import writing
 from latentsync_core.data.segment_io import read_all_frames
+from latentsync_core.files.atomic import writing
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+
+if TYPE_CHECKING:
+    from latentsync_core.data.stages import DeviceModels
 
 HYPERIQA_FILE = "koniq_pretrained.pkl"
 
@@ -120,7 +123,7 @@ def export_clip(synced: Path, final: Path, crf: int) -> None:
 
 
 def quality_segment(task: Task, cfg: PreprocessConfig, scorer: QualityScorer) -> Outcome:
-    """Stage 7 on one synced segment; a kept one is written to ``args['out']`` under clips/."""
+    """One synced segment; a kept one is written to ``args['out']`` under clips/."""
     frames = read_all_frames(task.args["synced"], cfg.resolution)
     reason, found = scorer.assess(sample_frames(frames))
     found["quality_model"] = scorer.name
@@ -130,3 +133,8 @@ def quality_segment(task: Task, cfg: PreprocessConfig, scorer: QualityScorer) ->
     outcome = Outcome.keep(task, frames=len(frames), **found)
     outcome.footage_s = len(frames) / FPS
     return outcome
+
+
+def run(task: Task, cfg: PreprocessConfig, models: DeviceModels | None) -> Outcome:
+    assert models is not None
+    return quality_segment(task, cfg, models.scorer)

@@ -1,0 +1,1 @@
+"""File-system helpers shared by the library: files published whole, never half written."""
