@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from latentsync_core.vision.face_detection import FaceDetector
 from latentsync_core.weights.demo import demo_unet_config, ensure_demo_weights
 
 DEMO = "demo"
+PARTIAL_PREFIX = ".partial-"  # an output being written
+WORK_DIR = ".work"  # the pipeline's work files of the output being written
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,20 @@ def generate(
     """One output, written under a temporary name and renamed when complete: a file at
     ``output`` is always a finished video (what a resumed run relies on)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.stem}.{os.getpid()}.partial{output.suffix}")
+    partial = output.with_name(f"{PARTIAL_PREFIX}{output.stem}{output.suffix}")
+    work = output.parent / WORK_DIR / output.stem
     try:
-        result = pipeline.run(video, speech, partial, params, work_dir=output.parent / f".work-{output.stem}")
+        result = pipeline.run(video, speech, partial, params, work_dir=work)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
+        shutil.rmtree(work.parent, ignore_errors=True)  # one output is made at a time: all of .work is its
     result.output_path = output
     return result
+
+
+def remove_leftovers(folder: Path) -> None:
+    """What a killed run left in a model's output folder: partial outputs and work files."""
+    for path in folder.glob(f"{PARTIAL_PREFIX}*"):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(folder / WORK_DIR, ignore_errors=True)

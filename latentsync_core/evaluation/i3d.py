@@ -15,6 +15,7 @@ gives no clip.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -63,7 +64,9 @@ class I3DFeatures:
             raise CodedError("MISSING_I3D", f"I3D network not found: {self.path}. {I3D_HINT}")
         self.device = torch.device(device)
         try:
-            self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
+            with warnings.catch_warnings():  # the published network is TorchScript: loading it is the point
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
         except (RuntimeError, ValueError) as exc:
             raise CodedError("INVALID_I3D", f"{self.path} is not a TorchScript file: {exc}") from exc
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from latentsync_core.errors import CodedError
-from latentsync_core.evaluation.generate import GenerationOptions, Generator, UNetSpec, generate
+from latentsync_core.evaluation.generate import GenerationOptions, Generator, UNetSpec, generate, remove_leftovers
 from latentsync_core.evaluation.i3d import I3D_FILE, I3DFeatures
 from latentsync_core.evaluation.scoring import VideoScore, VideoScorer
 from latentsync_core.evaluation.store import GROUND_TRUTH, ResultRow, ResultsStore
@@ -136,6 +136,7 @@ def _run_model(
         return
     pipeline = generator.pipeline(spec)
     folder = options.output / "videos" / spec.name
+    remove_leftovers(folder)
     for test in tqdm(todo, desc=spec.name, unit="video", disable=not options.progress):
         start = time.perf_counter()
         output = folder / f"{test.key}.mp4"

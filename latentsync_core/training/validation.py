@@ -19,6 +19,7 @@ from diffusers import AutoencoderKL
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.config import SchedulerConfig
 from latentsync_core.errors import CodedError
+from latentsync_core.evaluation.scoring import VideoScorer
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.video_io import FrameReader
@@ -91,7 +92,8 @@ class Validator:
             unet=unet, vae=self.vae, whisper=self.whisper, detector=self.detector, scheduler=self.scheduler,
             resolution=self.resolution, device=self.device, dtype=dtype, weights_kind="official",
         )  # fmt: skip
-        pipeline = LipSyncPipeline(bundle, detect_workers=1, syncnet=self.syncnet)
+        pipeline = LipSyncPipeline(bundle, detect_workers=1)
+        scorer = VideoScorer(self.syncnet, self.detector)  # the scoring of `latentsync eval`
         clips: list[dict] = []
         sample = None
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,10 +104,11 @@ class Validator:
                 try:
                     with torch.no_grad():
                         result = pipeline.run(video, audio, output, self.params, work_dir=out_dir / f".work-{i}")
-                    if result.sync is not None:
-                        entry["lse_c"], entry["lse_d"] = float(result.sync["lse_c"]), float(result.sync["lse_d"])
+                    score = scorer.score(result.output_path)
+                    if score.lse_c is not None and score.lse_d is not None:
+                        entry["lse_c"], entry["lse_d"] = score.lse_c, score.lse_d
                     else:
-                        entry["error"] = "no face track to score"
+                        entry["error"] = "; ".join(score.notes) or "no face track to score"
                     if sample is None:
                         sample = _frames(output)
                 except CodedError as exc:  # a clip the pipeline refuses is reported, not fatal
