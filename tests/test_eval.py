@@ -296,3 +296,22 @@ def test_syncnet_accuracy_counts_the_windows_it_classifies(tmp_path, capsys):
     assert f"{100 * correct / 20:.2f} %" in capsys.readouterr().out
     assert eval_main([*args, "--syncnet", str(tmp_path / "absent.pt")]) == 2
     assert "error [MISSING_WEIGHTS]" in capsys.readouterr().err
+
+
+def test_results_of_other_settings_or_another_unet_under_a_name_are_refused(tmp_path):
+    from latentsync_core.evaluation.store import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    store.check_settings({"params": {"seed": 1}, "weights": "demo"})
+    store.check_settings({"params": {"seed": 1}, "weights": "demo"})  # the same: a resumed run
+    store.add_model("ft", "/runs/a.pt")
+    store.add_model("ft", "/runs/a.pt")
+    with pytest.raises(CodedError) as err:
+        store.check_settings({"params": {"seed": 2}, "weights": "demo"})
+    assert err.value.code == "RESULTS_MISMATCH" and "params" in err.value.message
+    with pytest.raises(CodedError) as err:
+        store.add_model("ft", "/runs/b.pt")
+    assert err.value.code == "RESULTS_MISMATCH"
+    store.add_model("base", "/ckpt/latentsync_unet.pt")  # another model joins the comparison
+    assert store.models() == [("ft", "/runs/a.pt"), ("base", "/ckpt/latentsync_unet.pt")]
+    store.close()

@@ -63,6 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r.add_argument("--steps", type=_bounded("inference_steps", int), default=LipSyncParams.inference_steps)
     r.add_argument("--guidance", type=_bounded("guidance_scale", float), default=LipSyncParams.guidance_scale)
     r.add_argument("--seed", type=_bounded("seed", int), default=LipSyncParams.seed)
+    r.add_argument("--deepcache", action="store_true", help="DeepCache on (upstream's evaluation runs use it)")
     r.add_argument("--i3d", help="I3D TorchScript file (default: CHECKPOINT_DIR/auxiliary/i3d_torchscript.pt)")
     r.add_argument("--no-fvd", action="store_true", help="skip FVD (no I3D network needed)")
     _add_weights_options(r)
@@ -124,7 +125,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 dtype=None if args.dtype == "auto" else args.dtype,
                 detect_workers=args.detect_workers,
             ),
-            params=LipSyncParams(inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed),
+            params=LipSyncParams(
+                inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                seed=args.seed,
+                enable_deepcache=args.deepcache,
+            ),
             i3d=Path(args.i3d) if args.i3d else None,
             fvd=not args.no_fvd,
             progress=not args.no_progress,

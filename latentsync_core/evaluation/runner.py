@@ -23,6 +23,7 @@ from latentsync_core.evaluation.store import GROUND_TRUTH, ResultRow, ResultsSto
 from latentsync_core.evaluation.testset import EvalPair, check_pairs, read_test_set
 from latentsync_core.evaluation.visual_quality import make_quality_measure
 from latentsync_core.inference.params import LipSyncParams
+from latentsync_core.loading import pick_device
 from latentsync_core.sync.video import load_syncnet_v2
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,16 @@ def _row(model: str, test: EvalPair, score: VideoScore, output: Path | None = No
     )
 
 
-def _settings(options: RunOptions) -> dict:
-    params = asdict(options.params)
+def _settings(options: RunOptions, quality: str) -> dict:
+    """What every stored result depends on (the models may differ between runs)."""
     gen = options.generation
-    return {"params": params, "weights": gen.weights, "unet_config": str(gen.unet_config), "fvd": options.fvd}
+    return {
+        "params": asdict(options.params),
+        "weights": gen.weights,
+        "unet_config": str(gen.unet_config),
+        "fvd": options.fvd,
+        "quality": quality,
+    }
 
 
 def run_eval(options: RunOptions) -> RunSummary:
@@ -79,23 +86,18 @@ def run_eval(options: RunOptions) -> RunSummary:
     check_pairs(tests)
     options.params.validate()
     gen = options.generation
-    i3d = None
-    if options.fvd:
-        i3d = I3DFeatures(options.i3d or gen.checkpoint_dir / I3D_FILE, gen.device or "cpu")
+    device = str(pick_device(gen.device))
+    # the scoring networks before anything is written: a missing file stops the run with nothing done
+    i3d = I3DFeatures(options.i3d or gen.checkpoint_dir / I3D_FILE, device) if options.fvd else None
+    syncnet, _ = load_syncnet_v2(gen.checkpoint_dir, gen.weights, device)
+    quality = make_quality_measure(gen.checkpoint_dir, gen.weights, device)
     store = ResultsStore(options.output)
     try:
-        store.check_settings(_settings(options))
+        store.check_settings(_settings(options, quality.name))
         for spec in options.unets:
             store.add_model(spec.name, spec.label)
-        syncnet, _ = load_syncnet_v2(gen.checkpoint_dir, gen.weights, gen.device or "cpu")
         generator = Generator(gen)
-        scorer = VideoScorer(
-            syncnet,
-            generator.detector,
-            make_quality_measure(gen.checkpoint_dir, gen.weights, gen.device or "cpu"),
-            i3d,
-            gen.detect_workers,
-        )
+        scorer = VideoScorer(syncnet, generator.detector, quality, i3d, gen.detect_workers)
         summary = RunSummary()
         _score_sources(tests, store, scorer, summary, options.progress)
         for spec in options.unets:
@@ -112,6 +114,8 @@ def _score_sources(
     truth = store.finished(GROUND_TRUTH)
     todo = [t for t in tests if not store.has_source(str(t.video)) or (t.own_audio and t.key not in truth)]
     for test in tqdm(todo, desc="ground truth", unit="video", disable=not progress):
+        if not test.own_audio and store.has_source(str(test.video)):
+            continue  # its video was scored with another test of this list
         start = time.perf_counter()
         score = scorer.score(test.video, None, sync=test.own_audio)
         if test.own_audio:
