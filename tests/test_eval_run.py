@@ -122,7 +122,7 @@ def test_two_unet_report_writes_table_json_csv_and_png(evaluated):
     out = evaluated["folder"] / "out"
     text = (out / "report.txt").read_text()
     assert text in evaluated["report"].stdout
-    for line in ("LSE-C (sync confidence)", "FVD against the source videos", "ft - demo (paired", "DEMO"[:0]):
+    for line in ("LSE-C (sync confidence)", "FVD against the source videos", "ft - demo (paired", "demo weights"):
         assert line in text
     report = json.loads((out / "report.json").read_text())
     names = [m["name"] for m in report["models"]]

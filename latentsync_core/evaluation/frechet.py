@@ -48,5 +48,20 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
 
 def feature_distance(fake: np.ndarray, real: np.ndarray) -> float:
-    """Fréchet distance of two (N, D) feature sets (FVD for I3D features of videos)."""
-    return frechet_distance(*gaussian_stats(fake), *gaussian_stats(real))
+    """Fréchet distance of two (N, D) feature sets (FVD for I3D features of videos).
+
+    With fewer vectors than dimensions (a few dozen test videos, 400 I3D features) both
+    covariances live in the span of the centred vectors: the traces are computed in an
+    orthonormal basis of that span (the same value, from matrices of N_fake + N_real
+    columns instead of D x D), the mean difference in the full space."""
+    a, b = np.asarray(fake, dtype=np.float64), np.asarray(real, dtype=np.float64)
+    mu_a, s_a = gaussian_stats(a)
+    mu_b, s_b = gaussian_stats(b)
+    if len(a) + len(b) >= a.shape[1]:
+        return frechet_distance(mu_a, s_a, mu_b, s_b)
+    basis, _ = np.linalg.qr(np.concatenate([a - mu_a, b - mu_b]).T)  # (D, Na + Nb), orthonormal columns
+    diff = mu_a - mu_b
+    small = frechet_distance(
+        np.zeros(basis.shape[1]), basis.T @ s_a @ basis, np.zeros(basis.shape[1]), basis.T @ s_b @ basis
+    )
+    return max(float(diff @ diff) + small, 0.0)
