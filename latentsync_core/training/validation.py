@@ -20,6 +20,7 @@ from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.config import SchedulerConfig
 from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.errors import CodedError
+from latentsync_core.evaluation.scoring import VideoScorer
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.loading import ModelBundle
 from latentsync_core.media.video_io import FrameReader
@@ -97,7 +98,8 @@ class Validator:
             dtype=dtype,
             weights_kind="official",
         )
-        pipeline = LipSyncPipeline(bundle, detect_workers=1, syncnet=self.syncnet)
+        pipeline = LipSyncPipeline(bundle, detect_workers=1)
+        scorer = VideoScorer(self.syncnet, self.detector)  # the scoring of `latentsync eval`
         clips: list[dict] = []
         sample = None
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +110,11 @@ class Validator:
                 try:
                     with torch.no_grad():
                         result = pipeline.run(video, audio, output, self.params, work_dir=out_dir / f".work-{i}")
-                    if result.sync is not None:
-                        entry["lse_c"], entry["lse_d"] = float(result.sync["lse_c"]), float(result.sync["lse_d"])
+                    score = scorer.score(result.output_path)
+                    if score.lse_c is not None and score.lse_d is not None:
+                        entry["lse_c"], entry["lse_d"] = score.lse_c, score.lse_d
                     else:
-                        entry["error"] = "no face track to score"
+                        entry["error"] = "; ".join(score.notes) or "no face track to score"
                     if sample is None:
                         sample = _frames(output)
                 except CodedError as exc:  # a clip the pipeline refuses is reported, not fatal
