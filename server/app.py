@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +13,8 @@ from fastapi import FastAPI
 
 from server.body_timeout import BodyTimeoutMiddleware
 from server.errors import install_error_handlers
-from server.lifecycle import JobStatus
+from server.jobs.model import JobStatus
+from server.jobs.store import StoreUnavailable
 from server.openapi import install_openapi
 from server.routes import public, router
 from server.service import Service
@@ -40,12 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.svc = svc
         try:
             svc.worker.recover()
-            svc.remove_orphans()
-        except sqlite3.DatabaseError:  # the process stays up; /ready says 503 and why
+            svc.housekeeping.remove_orphans()
+        except StoreUnavailable:  # the process stays up; /ready says 503 and why
             log.exception("the job database cannot be read: no recovery, no orphan clean-up")
         svc.worker.start()
         loader = loop.run_in_executor(None, svc.load_models)
-        cleaner = asyncio.create_task(svc.cleanup_loop())
+        cleaner = asyncio.create_task(svc.housekeeping.loop(settings.cleanup_interval_s))
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from server.errors import APIError
-from server.job_store import Job
+from server.jobs.model import Job
 from server.service import Service
 
 

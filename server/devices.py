@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter, Gauge
 
 from latentsync_core.errors import CodedError
-from server.lifecycle import JobStatus
+from server.jobs.model import JobStatus
 
 if TYPE_CHECKING:
     from latentsync_core.inference.factory import PipelineOptions
     from latentsync_core.inference.pipeline import LipSyncPipeline
-    from server.job_store import JobStore
-    from server.metrics import Metrics
+    from server.jobs.metrics import Metrics
+    from server.jobs.store import JobStore
     from server.settings import Settings
     from server.worker import GPUWorker
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from server.lifecycle import JobStatus
+from server.jobs.model import JobStatus
 from server.schemas import ErrorResponse, JobParams, PathRequest
 
 _ERROR_TEXT = {

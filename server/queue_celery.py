@@ -28,10 +28,11 @@ from typing import Any
 import redis
 from celery import Celery
 
-from server.job_store import Job
-from server.lifecycle import JobLifecycle, JobStatus
-from server.metrics import Metrics
-from server.redis_store import RedisJobStore
+from server.jobs.lifecycle import JobLifecycle
+from server.jobs.metrics import Metrics
+from server.jobs.model import Job, JobStatus
+from server.jobs.redis_store import RedisJobStore
+from server.jobs.store import StoreUnavailable
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class CeleryDispatcher:
         while True:
             try:
                 await asyncio.to_thread(self.dispatch_once)
-            except redis.RedisError:
+            except (redis.RedisError, StoreUnavailable):
                 log.exception("redis unreachable; retrying")
             self._wake.clear()
             try:
@@ -155,8 +156,8 @@ class DeviceRuntime:
     """One worker process's device: its models, loaded once, and the job task."""
 
     def __init__(self, settings: Settings, device_name: str, pipeline: Any, host: str):
-        from server.progress import ProgressBoard
-        from server.webhooks import WebhookSender
+        from server.jobs.progress import ProgressBoard
+        from server.jobs.webhooks import WebhookSender
 
         self.settings, self.pipeline = settings, pipeline
         self.store = RedisJobStore(settings.broker_url)

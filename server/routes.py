@@ -4,8 +4,6 @@ blocking work (probing media) runs off the event loop so polls stay fast."""
 from __future__ import annotations
 
 import json
-import shutil
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -22,15 +20,15 @@ from latentsync_core.job_disk import DiskEstimate
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs
 from server.deps import CallerDep, JobDep, ServiceDep, require_api_key
-from server.errors import APIError
-from server.job_store import Job
-from server.lifecycle import JobStatus
+from server.errors import APIError, insufficient_storage
+from server.jobs.disk import is_disk_full
+from server.jobs.model import Job, JobStatus
+from server.jobs.store import StoreUnavailable
+from server.jobs.webhooks import WebhookRefused
 from server.openapi import errors
 from server.schemas import JobList, JobParams, JobView, PathRequest
 from server.service import Service
-from server.storage import insufficient_storage, is_disk_full
 from server.uploads import receive_multipart
-from server.webhooks import WebhookRefused
 
 public = APIRouter()  # no key needed
 router = APIRouter(dependencies=[Depends(require_api_key)], responses=errors(401))
@@ -58,7 +56,7 @@ async def ready(svc: ServiceDep) -> JSONResponse:
     storage = await run_in_threadpool(svc.storage_state)
     try:
         queue_length = svc.store.count(JobStatus.QUEUED) if database == "ok" else None
-    except sqlite3.DatabaseError:
+    except StoreUnavailable:
         queue_length = None
     body = {
         "state": svc.state,
@@ -116,21 +114,21 @@ async def create_job(request: Request, svc: ServiceDep, caller: CallerDep) -> JS
         raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
     with svc.admission():  # a queue slot, reserved before the body is read
         job_id = uuid.uuid4().hex
-        work = svc.jobs_dir / job_id
+        folder = svc.folders.folder(job_id)
         try:
-            work.mkdir(parents=True)
-            video, audio, params = await _read_inputs(request, svc, work)
+            folder.create()
+            video, audio, params = await _read_inputs(request, svc, folder.path)
             s = svc.settings
             if params.webhook_url:
                 await run_in_threadpool(_check_webhook, svc, params.webhook_url)
             disk = await run_in_threadpool(_check_media, video, audio, s.media_limits())
             resolved = svc.resolve_params(params)
             job = Job(id=job_id, status=JobStatus.QUEUED, params=resolved, video_path=str(video),
-                      audio_path=str(audio), work_dir=str(work), webhook_url=params.webhook_url,
+                      audio_path=str(audio), work_dir=str(folder.path), webhook_url=params.webhook_url,
                       owner=caller.owner, disk_estimate_bytes=disk.total)  # fmt: skip
             svc.store.insert(job)
         except BaseException as exc:
-            shutil.rmtree(work, ignore_errors=True)  # frees what a refused upload took
+            folder.remove()  # frees what a refused upload took
             if is_disk_full(exc):  # the upload's files or the job record did not fit
                 raise insufficient_storage("the data folder is full") from exc
             raise
@@ -248,8 +246,7 @@ async def delete_job(svc: ServiceDep, job: JobDep) -> Response:
     if job.status == JobStatus.RUNNING:
         svc.worker.request_cancel(job.id)
         return JSONResponse(job_view(svc, job).model_dump() | {"status": "canceling"}, status_code=202)
-    shutil.rmtree(job.work_dir, ignore_errors=True)  # a finished job: remove it with its files
-    svc.store.delete(job.id)
+    svc.lifecycle.remove(job)  # a finished job: removed with its files
     return Response(status_code=204)
 
 

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from server.devices import DevicePool, device_options, host_name, resolve_devices
-from server.errors import APIError
-from server.job_store import Job, JobStore
-from server.lifecycle import JobLifecycle, JobStatus
-from server.metrics import Metrics
-from server.progress import ProgressBoard
+from server.errors import APIError, insufficient_storage
+from server.jobs.disk import storage_state
+from server.jobs.folder import JobFolders
+from server.jobs.housekeeping import Housekeeping
+from server.jobs.lifecycle import JobLifecycle
+from server.jobs.metrics import Metrics
+from server.jobs.model import Job, JobStatus
+from server.jobs.progress import ProgressBoard
+from server.jobs.sqlite_store import SQLiteJobStore
+from server.jobs.store import StoreCheck
+from server.jobs.webhooks import WebhookSender
 from server.schemas import JobParams
 from server.settings import Settings
-from server.storage import insufficient_storage, storage_state
-from server.webhooks import WebhookSender
 from server.worker import GPUWorker
 
 log = logging.getLogger("latentsync.server")
@@ -31,15 +33,14 @@ log = logging.getLogger("latentsync.server")
 class Service:
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop):
         self.settings = settings
-        self.jobs_dir = settings.data_dir / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.folders = JobFolders(settings.data_dir / "jobs")
         self.celery_mode = bool(settings.broker_url)  # many hosts: records in Redis, jobs on Celery
         if self.celery_mode:
-            from server.redis_store import RedisJobStore
+            from server.jobs.redis_store import RedisJobStore
 
             self.store: Any = RedisJobStore(settings.broker_url)
         else:
-            self.store = JobStore(settings.data_dir / "jobs.sqlite3")
+            self.store = SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
         self.metrics = Metrics()
         self.board = ProgressBoard(self.store)
         webhooks = WebhookSender(loop, settings.webhook_timeout_s, settings.webhook_retries,
@@ -64,7 +65,8 @@ class Service:
         self.load_error: str | None = None
         self.stopping = False
         self.input_roots = [p.resolve() for p in settings.input_dirs]
-        self._db_state: tuple[float, str] = (0.0, "unchecked")  # (when, what quick_check said)
+        self.store_check = StoreCheck(self.store)
+        self.housekeeping = Housekeeping(self.store, self.folders, settings.result_ttl_s, settings.record_ttl_s)
         self._admission = threading.Lock()
         self._reserved = 0  # queue slots held by uploads still being received or checked
 
@@ -172,48 +174,5 @@ class Service:
         ``statvfs``: cheap enough for every upload)."""
         return storage_state(self.settings.data_dir, int(self.settings.min_free_mb * 2**20))
 
-    def database_state(self, max_age_s: float = 5.0) -> str:
-        """``"ok"`` when the job database is readable throughout; checked at most every
-        ``max_age_s`` (``quick_check`` reads every page). Blocking: call it off the event loop."""
-        checked_at, state = self._db_state
-        if time.monotonic() - checked_at > max_age_s or state != "ok":
-            state = self.store.check()
-            if state != "ok":
-                log.error("the job database is damaged: %s", state)
-            self._db_state = (time.monotonic(), state)
-        return state
-
-    def remove_orphans(self) -> int:
-        """At start-up (no upload is in flight yet): job folders without a record, left by a
-        kill -9 during an upload or a delete, are removed."""
-        if self.celery_mode:  # another API node may be receiving an upload into the shared folder
-            return 0
-        known = self.store.all_ids()
-        removed = 0
-        for child in self.jobs_dir.iterdir():
-            if child.name not in known:
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
-                removed += 1
-        if removed:
-            log.info("removed %d orphaned job folders", removed)
-        return removed
-
-    async def cleanup_loop(self) -> None:
-        """Remove results older than their retention time, and job records older than theirs."""
-        while True:
-            try:
-                await asyncio.to_thread(self.cleanup_once)
-            except Exception:  # never let housekeeping kill the service
-                log.exception("cleanup failed")
-            await asyncio.sleep(self.settings.cleanup_interval_s)
-
-    def cleanup_once(self) -> None:
-        now = time.time()
-        for job in self.store.expired_results(now - self.settings.result_ttl_s):
-            shutil.rmtree(job.work_dir, ignore_errors=True)
-            self.store.update(job.id, result_expired=True)
-        for job in self.store.purge_finished(now - self.settings.record_ttl_s):
-            shutil.rmtree(job.work_dir, ignore_errors=True)
+    def database_state(self) -> str:
+        return self.store_check.state()

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentsync_core.errors import Cancelled, CodedError
-from server.job_store import Job, JobStore
-from server.lifecycle import JobLifecycle, JobStatus
-from server.metrics import Metrics
-from server.progress import ProgressBoard
-from server.storage import CODE as STORAGE_CODE
-from server.storage import is_disk_full
+from server.jobs.disk import CODE as STORAGE_CODE
+from server.jobs.disk import is_disk_full
+from server.jobs.folder import JobFolder
+from server.jobs.lifecycle import JobLifecycle
+from server.jobs.metrics import Metrics
+from server.jobs.model import Job, JobStatus
+from server.jobs.progress import ProgressBoard
+from server.jobs.store import JobStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from server.devices import DevicePool
@@ -92,7 +91,7 @@ class GPUWorker:
         while not self.stopping:
             try:
                 await self._next_job()
-            except sqlite3.DatabaseError:  # /ready reports it; the loop lives on for when it is mended
+            except StoreUnavailable:  # /ready reports it; the loop lives on for when it is mended
                 log.exception("job store unreadable; retrying in 5 s")
                 await asyncio.sleep(5.0)
 
@@ -159,16 +158,16 @@ def run_started_job(
     from latentsync_core.inference.params import LipSyncParams
 
     started = time.time()
-    work = Path(job.work_dir)
+    folder = JobFolder.of(job)
     try:
         result = pipeline.run(
             job.video_path,
             job.audio_path,
-            work / "result.mp4",
+            folder.result,
             LipSyncParams(**job.params),
             progress=report,
             should_cancel=should_cancel,
-            work_dir=work / "tmp",
+            work_dir=folder.tmp,
             lender=lender,
         )
     except Cancelled:
@@ -182,7 +181,7 @@ def run_started_job(
     except Exception as exc:
         if is_disk_full(exc):  # not a bug: the data folder filled up (/ready says so too)
             log.error("job %s failed: the data folder is full (%s)", job.id, exc)
-            shutil.rmtree(work / "tmp", ignore_errors=True)  # give back what it took
+            folder.remove_tmp()  # give back what it took
             lifecycle.fail(job, STORAGE_CODE, "the server's disk filled up while running this job")
         else:  # a bug or a broken installation: ours to look at
             log.exception("job %s failed with an internal error", job.id)
