@@ -17,6 +17,8 @@ STAGE_SPAN = {
     "encode": (0.98, 1.0),
 }
 PERSIST_EVERY_S = 0.5
+# What the pipeline calls as it goes: (stage, done, total).
+ProgressCallback = Callable[[str, int, int], None]
 
 
 class ProgressBoard:
@@ -27,7 +29,7 @@ class ProgressBoard:
         self.store = store
         self.live: dict[str, dict[str, Any]] = {}
 
-    def begin(self, job_id: str) -> Callable[[str, int, int], None]:
+    def begin(self, job_id: str) -> ProgressCallback:
         """The pipeline's progress callback for ``job_id``."""
         self.live[job_id] = {"stage": "probe", "progress": 0.0, "frames_done": 0, "frames_total": 0}
         last_persist = [0.0]

@@ -1,37 +1,41 @@
-"""The GPU worker: one job at a time on one device, run in a thread so the event loop stays
-free. A process has one per device (``devices.py``: the pool lends idle devices to a
-running job's windows).
+"""A device's worker: one job at a time on one device, run in a thread so the event loop
+stays free. A process has one per device; the pool (``device_pool.py``) claims them and
+lends idle ones to a running job's windows.
 
-Jobs are taken in creation order from SQLite; every status change goes through the
-lifecycle (``lifecycle.py``), progress through the board (``progress.py``).
+Jobs are taken in creation order from the store; every status change goes through the
+lifecycle (``server/jobs/lifecycle.py``), progress through the board (``progress.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
-from latentsync_core.errors import Cancelled, CodedError
-from server.jobs.disk import CODE as STORAGE_CODE
-from server.jobs.disk import is_disk_full
-from server.jobs.folder import JobFolder
 from server.jobs.lifecycle import JobLifecycle
 from server.jobs.metrics import Metrics
 from server.jobs.model import Job, JobStatus
 from server.jobs.progress import ProgressBoard
 from server.jobs.store import JobStore, StoreUnavailable
+from server.runners.run_job import run_started_job
 
 if TYPE_CHECKING:
-    from server.devices import DevicePool
+    from latentsync_core.inference.pipeline import LipSyncPipeline
+    from latentsync_core.inference.window_split import DeviceLender
 
 log = logging.getLogger(__name__)
 
 
-class GPUWorker:
+class DeviceClaims(Protocol):
+    """Who decides whether a worker may start a job now (the pool: a lent device may not)."""
+
+    def claim(self, worker: DeviceWorker) -> bool: ...
+    def done(self, worker: DeviceWorker) -> None: ...
+    def lender_for(self, worker: DeviceWorker) -> DeviceLender | None: ...
+
+
+class DeviceWorker:
     def __init__(
         self,
         store: JobStore,
@@ -43,10 +47,10 @@ class GPUWorker:
     ):
         self.store, self.metrics, self.lifecycle, self.board = store, metrics, lifecycle, board
         self.name, self.host = name, host  # what job records say ran them: {"host", "device"}
-        self.pool: DevicePool | None = None  # set by the pool; it claims and lends this device
+        self.pool: DeviceClaims | None = None  # set by the pool; it claims and lends this device
         self.busy = False  # running its own job (the pool's lock guards busy and lent)
         self.lent = False  # running windows of another device's job
-        self.pipeline: Any = None  # set once the models are loaded
+        self.pipeline: LipSyncPipeline | None = None  # set once the models are loaded
         self.running_id: str | None = None
         self.seconds_per_frame: float | None = None  # running average, for ETAs of queued jobs
         self._cancel: set[str] = set()
@@ -78,13 +82,6 @@ class GPUWorker:
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
-
-    def recover(self) -> None:
-        """After a restart: a job that was running runs once more, then fails INTERRUPTED."""
-        for job_id in self.store.ids_with_status(JobStatus.RUNNING):
-            job = self.store.get(job_id)
-            if job is not None:
-                self.lifecycle.interrupt(job)
 
     # ---- the loop -------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -128,10 +125,20 @@ class GPUWorker:
         report = self.board.begin(job.id)
         lender = self.pool.lender_for(self) if self.pool is not None else None
         try:
-            spf = await asyncio.get_running_loop().run_in_executor(
-                self._executor, run_started_job, job, self.pipeline, self.lifecycle, self.metrics, report,
-                lambda: job.id in self._cancel, lambda: self.stopping, lender,
-            )  # fmt: skip
+
+            def run() -> float | None:  # in the device's thread
+                return run_started_job(
+                    job,
+                    self.pipeline,
+                    self.lifecycle,
+                    self.metrics,
+                    report,
+                    should_cancel=lambda: job.id in self._cancel,
+                    stopping=lambda: self.stopping,
+                    lender=lender,
+                )
+
+            spf = await asyncio.get_running_loop().run_in_executor(self._executor, run)
             if spf is not None:
                 self.seconds_per_frame = (
                     spf if self.seconds_per_frame is None else 0.7 * self.seconds_per_frame + 0.3 * spf
@@ -140,59 +147,3 @@ class GPUWorker:
             self.running_id = None
             self._cancel.discard(job.id)
             self.board.end(job.id)
-
-
-def run_started_job(
-    job: Job,
-    pipeline: Any,
-    lifecycle: JobLifecycle,
-    metrics: Metrics,
-    report: Any,
-    should_cancel: Callable[[], bool],
-    stopping: Callable[[], bool],
-    lender: Any = None,
-) -> float | None:
-    """Run a started job to its end state (in the device's thread, here or on a Celery
-    worker): succeeded, failed with a code, canceled, or back in the queue when the worker is
-    stopping. Seconds per output frame when it succeeded."""
-    from latentsync_core.inference.params import LipSyncParams
-
-    started = time.time()
-    folder = JobFolder.of(job)
-    try:
-        result = pipeline.run(
-            job.video_path,
-            job.audio_path,
-            folder.result,
-            LipSyncParams(**job.params),
-            progress=report,
-            should_cancel=should_cancel,
-            work_dir=folder.tmp,
-            lender=lender,
-        )
-    except Cancelled:
-        if stopping():
-            lifecycle.requeue(job)
-        else:
-            lifecycle.cancel(job)
-    except CodedError as exc:  # what the inputs caused: the client's to see as it is
-        log.info("job %s failed: %s %s", job.id, exc.code, exc.message)
-        lifecycle.fail(job, exc.code, exc.message)
-    except Exception as exc:
-        if is_disk_full(exc):  # not a bug: the data folder filled up (/ready says so too)
-            log.error("job %s failed: the data folder is full (%s)", job.id, exc)
-            folder.remove_tmp()  # give back what it took
-            lifecycle.fail(job, STORAGE_CODE, "the server's disk filled up while running this job")
-        else:  # a bug or a broken installation: ours to look at
-            log.exception("job %s failed with an internal error", job.id)
-            lifecycle.fail(job, "INTERNAL", f"internal error ({type(exc).__name__}); see the service log")
-    else:
-        for stage, seconds in result.timings.items():
-            metrics.stage_seconds.labels(stage).observe(seconds)
-        if result.sync is not None:
-            metrics.lse_c.observe(result.sync["lse_c"])
-        info = result.to_dict()
-        info.pop("output_path", None)
-        lifecycle.succeed(job, str(result.output_path), info)
-        return (time.time() - started) / max(result.frames, 1)
-    return None
