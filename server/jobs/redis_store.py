@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import redis
 
@@ -67,7 +67,7 @@ class RedisJobStore:
             pipe.execute()
 
     @_guarded
-    def update(self, job_id: str, **fields: Any) -> None:
+    def update(self, job_id: str, **fields: object) -> None:
         if not fields:
             return
         unknown = set(fields) - _FIELDS

@@ -91,7 +91,7 @@ class SQLiteJobStore:
         with self._locked():
             self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
-    def update(self, job_id: str, **fields: Any) -> None:
+    def update(self, job_id: str, **fields: object) -> None:
         if not fields:
             return
         row = self._to_row_fields(fields)
