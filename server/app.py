@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from server.body_timeout import BodyTimeoutMiddleware
-from server.errors import install_error_handlers
-from server.lifecycle import JobStatus
-from server.openapi import install_openapi
-from server.routes import public, router
-from server.service import Service
+from server.api import health, jobs, page
+from server.api.body_timeout import BodyTimeoutMiddleware
+from server.api.errors import install_error_handlers
+from server.api.openapi import install_openapi
+from server.api.service import Service
+from server.jobs.model import JobStatus
+from server.jobs.store import StoreUnavailable
 from server.settings import Settings
-from server.web import web
 
 log = logging.getLogger("latentsync.server")
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -39,19 +38,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc = Service(settings, loop)
         app.state.svc = svc
         try:
-            svc.worker.recover()
-            svc.remove_orphans()
-        except sqlite3.DatabaseError:  # the process stays up; /ready says 503 and why
+            svc.runner.recover()
+            svc.housekeeping.remove_orphans()
+        except StoreUnavailable:  # the process stays up; /ready says 503 and why
             log.exception("the job database cannot be read: no recovery, no orphan clean-up")
-        svc.worker.start()
-        loader = loop.run_in_executor(None, svc.load_models)
-        cleaner = asyncio.create_task(svc.cleanup_loop())
+        svc.runner.start()
+        loader = loop.run_in_executor(None, svc.runner.load)
+        cleaner = asyncio.create_task(svc.housekeeping.loop(settings.cleanup_interval_s))
         try:
             yield
         finally:
-            svc.stopping = True
+            svc.intake.closed = True
             log.info("shutting down: %d queued jobs stay queued", svc.store.count(JobStatus.QUEUED))
-            await svc.worker.stop()
+            await svc.runner.stop()
             cleaner.cancel()
             await asyncio.gather(loader, return_exceptions=True)
             svc.store.close()
@@ -62,14 +61,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Post a video and a speech track, poll the job, fetch the lip-synced MP4.",
         lifespan=lifespan,
-        docs_url=None,  # served by routes.py, behind the API key
+        docs_url=None,  # served by api/page.py, behind the API key
         redoc_url=None,
         openapi_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
-    app.include_router(public)
-    app.include_router(web)  # GET /: the page to try the service
-    app.include_router(router)
+    app.include_router(health.public)  # /health: no key needed
+    app.include_router(page.web)  # GET /: the page to try the service
+    app.include_router(health.router)
+    app.include_router(page.docs)
+    app.include_router(jobs.router)
     install_openapi(app, bearer=bool(settings.api_keys or settings.admin_api_keys))
     return app

@@ -139,9 +139,15 @@ class Settings(BaseSettings):
     def media_limits(self) -> MediaLimits:
         """What job inputs may be, for the upload check and the pipeline alike. Inputs are
         read after they were checked: a name replaced by a symlink is never followed."""
-        return MediaLimits(max_video_s=self.max_video_s, max_audio_s=self.max_audio_s, max_pixels=self.max_pixels,
-                           probe_timeout_s=self.probe_timeout_s, probe_memory_mb=self.probe_memory_mb,
-                           follow_symlinks=False, max_job_disk_bytes=int(self.max_job_disk_gb * 2**30))  # fmt: skip
+        return MediaLimits(
+            max_video_s=self.max_video_s,
+            max_audio_s=self.max_audio_s,
+            max_pixels=self.max_pixels,
+            probe_timeout_s=self.probe_timeout_s,
+            probe_memory_mb=self.probe_memory_mb,
+            follow_symlinks=False,
+            max_job_disk_bytes=int(self.max_job_disk_gb * 2**30),
+        )
 
     def default_params(self) -> dict[str, Any]:
         """Job parameters a request leaves unset."""

@@ -9,14 +9,18 @@ import logging
 import signal
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from latentsync_core.errors import CodedError
+
+if TYPE_CHECKING:
+    from server.runners.devices import DeviceSpec
+    from server.settings import Settings
 
 log = logging.getLogger("latentsync.worker")
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``worker`` to the command line's subcommands."""
     p = subparsers.add_parser("worker", help="run jobs from the Celery + Redis queue on this host's devices")
     p.add_argument("--gpus", help="devices: all, 0,1 or cpu (default: LATENTSYNC_GPU_IDS, else one device)")
@@ -26,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from server.devices import resolve_devices
+    from server.runners.devices import resolve_devices
     from server.settings import Settings
 
     settings = Settings()
@@ -36,8 +40,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("error [NO_BROKER]: set LATENTSYNC_BROKER_URL (redis://host:6379/0) to run a worker", file=sys.stderr)
         return 2
     try:
-        specs = resolve_devices(args.gpus if args.gpus is not None else settings.gpu_ids, settings.device,
-                                settings.gpu_id)  # fmt: skip
+        gpu_ids = args.gpus if args.gpus is not None else settings.gpu_ids
+        specs = resolve_devices(gpu_ids, settings.device, settings.gpu_id)
     except CodedError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
@@ -46,7 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _supervise(args, specs)
 
 
-def _supervise(args: argparse.Namespace, specs: list) -> int:
+def _supervise(args: argparse.Namespace, specs: list[DeviceSpec]) -> int:
     """One child per device; SIGTERM is passed on (each finishes its job first)."""
     children = []
     for spec in specs:
@@ -65,10 +69,11 @@ def _supervise(args: argparse.Namespace, specs: list) -> int:
     return max(child.wait() for child in children)
 
 
-def serve_device(settings: Any, spec: Any, device_name: str) -> int:
+def serve_device(settings: Settings, spec: DeviceSpec, device_name: str) -> int:
     from latentsync_core.inference import build_pipeline
-    from server.devices import device_options, host_name
-    from server.queue_celery import QUEUE, RUN_JOB, DeviceRuntime, make_celery
+    from server.runners.celery_app import QUEUE, RUN_JOB, make_celery
+    from server.runners.celery_worker import DeviceRuntime
+    from server.runners.devices import device_options, host_name
 
     pipeline = build_pipeline(device_options(settings.pipeline_options(), spec))
     host = host_name(settings)
@@ -80,9 +85,19 @@ def serve_device(settings: Any, spec: Any, device_name: str) -> int:
         runtime.run_job(job_id)
 
     log.info("worker %s ready on %s (%s)", host, device_name, pipeline.describe())
-    app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", QUEUE, "--loglevel=INFO",
-                     f"--hostname={host}-{device_name.replace(':', '')}@%h",
-                     "--without-gossip", "--without-mingle"])  # fmt: skip
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            QUEUE,
+            "--loglevel=INFO",
+            f"--hostname={host}-{device_name.replace(':', '')}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
     return 0
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from server.client_util import ROOT, free_port
-from server.redis_store import RedisJobStore
+from server.jobs.redis_store import RedisJobStore
 from tests.media_helpers import make_audio, make_clip
 from tests.server_helpers import ServerProcess
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from server.client_util import free_port, start_server
-from server.job_store import JobStore
-from server.webhooks import WebhookSender, redact
+from server.jobs.sqlite_store import SQLiteJobStore as JobStore
+from server.jobs.webhooks import WebhookSender, redact
 from tests.media_helpers import short_job_inputs
 from tests.server_helpers import KEY, ServerProcess
 

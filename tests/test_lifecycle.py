@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from server.job_store import Job, JobStore
-from server.lifecycle import JobLifecycle, JobStatus, TransitionError
-from server.metrics import Metrics
-from server.webhooks import WebhookSender
+from server.jobs.lifecycle import JobLifecycle, TransitionError
+from server.jobs.metrics import Metrics
+from server.jobs.model import Job, JobStatus
+from server.jobs.sqlite_store import SQLiteJobStore as JobStore
+from server.jobs.webhooks import WebhookSender
 
 
 class Hooks:

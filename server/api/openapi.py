@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from server.lifecycle import JobStatus
-from server.schemas import ErrorResponse, JobParams, PathRequest
+from server.api.schemas import ErrorResponse, JobParams, PathRequest
+from server.jobs.model import JobStatus
 
 _ERROR_TEXT = {
     400: "The request or its files cannot be used (the code says why)",

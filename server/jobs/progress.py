@@ -1,4 +1,4 @@
-"""Progress of the running job: a snapshot in memory for polls, SQLite at most twice a second."""
+"""Progress of a running job: a snapshot in memory for polls, the store at most twice a second."""
 
 from __future__ import annotations
 
@@ -6,23 +6,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from server.job_store import JobStore
+from server.jobs.store import JobStore
 
 # Share of the whole job each stage stands for, for progress and ETA.
-STAGE_SPAN = {"probe": (0.0, 0.01), "audio": (0.01, 0.04), "detect": (0.04, 0.15), "denoise": (0.15, 0.98),
-              "encode": (0.98, 1.0)}  # fmt: skip
+STAGE_SPAN = {
+    "probe": (0.0, 0.01),
+    "audio": (0.01, 0.04),
+    "detect": (0.04, 0.15),
+    "denoise": (0.15, 0.98),
+    "encode": (0.98, 1.0),
+}
 PERSIST_EVERY_S = 0.5
+# What the pipeline calls as it goes: (stage, done, total).
+ProgressCallback = Callable[[str, int, int], None]
 
 
 class ProgressBoard:
-    """Job id -> latest snapshot. Written by the GPU thread, read by polls without the
+    """Job id -> latest snapshot. Written by the device thread, read by polls without the
     database (a dict assignment is atomic for readers)."""
 
     def __init__(self, store: JobStore):
         self.store = store
         self.live: dict[str, dict[str, Any]] = {}
 
-    def begin(self, job_id: str) -> Callable[[str, int, int], None]:
+    def begin(self, job_id: str) -> ProgressCallback:
         """The pipeline's progress callback for ``job_id``."""
         self.live[job_id] = {"stage": "probe", "progress": 0.0, "frames_done": 0, "frames_total": 0}
         last_persist = [0.0]

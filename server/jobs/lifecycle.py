@@ -1,4 +1,4 @@
-"""The one job lifecycle: statuses and the transitions between them.
+"""The one job lifecycle: the transitions between the statuses of ``model.JobStatus``.
 
 Every change of a job's status goes through :class:`JobLifecycle`, which updates the record,
 the metrics and the webhook together, so no path (a cancel of a queued job, a restart, a
@@ -15,32 +15,23 @@ failure) can forget one of them.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from server.job_store import Job, JobStore
-    from server.metrics import Metrics
-    from server.webhooks import WebhookSender
+from server.jobs.folder import JobFolder
+from server.jobs.metrics import Metrics
+from server.jobs.model import Job, JobStatus
+from server.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a job interrupted by a crash runs once more, then fails INTERRUPTED
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
+class JobNotifier(Protocol):
+    """Told of every job that ended (``webhooks.WebhookSender``); must not block."""
 
-    @property
-    def final(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+    def send(self, url: str, job: Job) -> None: ...
 
 
 class TransitionError(RuntimeError):
@@ -48,20 +39,29 @@ class TransitionError(RuntimeError):
 
 
 class JobLifecycle:
-    def __init__(self, store: JobStore, metrics: Metrics, webhooks: WebhookSender):
+    def __init__(self, store: JobStore, metrics: Metrics, webhooks: JobNotifier):
         self.store, self.metrics, self.webhooks = store, metrics, webhooks
 
     def start(self, job: Job, worker: dict[str, str] | None = None) -> Job:
         """``worker``: who runs it, ``{"host", "device"}`` (kept in the record)."""
         self._expect(job, JobStatus.QUEUED)
-        self.store.update(job.id, status=JobStatus.RUNNING, started_at=time.time(), attempts=job.attempts + 1,
-                          stage="probe", progress=0.0, frames_done=0, frames_total=0, worker=worker)  # fmt: skip
+        self.store.update(
+            job.id,
+            status=JobStatus.RUNNING,
+            started_at=time.time(),
+            attempts=job.attempts + 1,
+            stage="probe",
+            progress=0.0,
+            frames_done=0,
+            frames_total=0,
+            worker=worker,
+        )
         return self._reload(job)
 
     def succeed(self, job: Job, result_path: str, result_info: dict[str, Any]) -> Job:
         self._expect(job, JobStatus.RUNNING)
-        return self._end(job, JobStatus.SUCCEEDED, progress=1.0, stage="done", result_path=result_path,
-                         result_info=result_info)  # fmt: skip
+        fields = {"progress": 1.0, "stage": "done", "result_path": result_path, "result_info": result_info}
+        return self._end(job, JobStatus.SUCCEEDED, **fields)
 
     def fail(self, job: Job, code: str, message: str) -> Job:
         self._expect(job, JobStatus.RUNNING)
@@ -71,28 +71,33 @@ class JobLifecycle:
         """A queued job, or a running one whose pipeline has stopped."""
         self._expect(job, JobStatus.QUEUED, JobStatus.RUNNING)
         ended = self._end(job, JobStatus.CANCELED, error_code="CANCELED", error_message="canceled by request")
-        shutil.rmtree(job.work_dir, ignore_errors=True)
+        JobFolder.of(job).remove()
         return ended
 
     def requeue(self, job: Job) -> Job:
         """Graceful shutdown stopped a running job: it waits for the next start, and this
         attempt does not count."""
         self._expect(job, JobStatus.RUNNING)
-        self.store.update(job.id, status=JobStatus.QUEUED, attempts=max(job.attempts - 1, 0), stage=None,
-                          progress=0.0, frames_done=0)  # fmt: skip
+        attempts = max(job.attempts - 1, 0)
+        self.store.update(job.id, status=JobStatus.QUEUED, attempts=attempts, stage=None, progress=0.0, frames_done=0)
         log.info("job %s re-queued at shutdown", job.id)
         return self._reload(job)
 
     def interrupt(self, job: Job) -> Job:
         """The process died while the job ran: once more, then INTERRUPTED."""
         self._expect(job, JobStatus.RUNNING)
-        shutil.rmtree(Path(job.work_dir) / "tmp", ignore_errors=True)
+        JobFolder.of(job).remove_tmp()
         if job.attempts >= MAX_ATTEMPTS:
-            return self._end(job, JobStatus.FAILED, error_code="INTERRUPTED",
-                             error_message="the service stopped twice while running this job")  # fmt: skip
+            message = "the service stopped twice while running this job"
+            return self._end(job, JobStatus.FAILED, error_code="INTERRUPTED", error_message=message)
         self.store.update(job.id, status=JobStatus.QUEUED, stage=None, progress=0.0, frames_done=0)
         log.warning("job %s was interrupted by a restart; running it again", job.id)
         return self._reload(job)
+
+    def remove(self, job: Job) -> None:
+        """A finished job goes with its files (``DELETE`` of a job that ended: the caller saw it final)."""
+        JobFolder.of(job).remove()
+        self.store.delete(job.id)
 
     # ---- helpers ----------------------------------------------------------------------
     def _end(self, job: Job, status: JobStatus, **fields: Any) -> Job:

@@ -1,6 +1,7 @@
 """Job records in Redis, for many API nodes and worker hosts (Celery mode).
 
-The same interface as the SQLite ``JobStore``. Redis rather than PostgreSQL: it is already
+A :class:`~server.jobs.store.JobStore`, as the SQLite one; ``redis.RedisError`` leaves this
+module as :class:`~server.jobs.store.StoreUnavailable`. Redis rather than PostgreSQL: it is already
 there as the broker, the records are small documents read by id, and the only queries are
 "by status, oldest first" (a sorted set per status) and counts. Durability is Redis's
 (append-only file in docker-compose); a deployment that needs SQL reporting over years of
@@ -13,19 +14,37 @@ sorted set of ids scored by creation time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import redis
 
-from server.job_store import Job
-from server.lifecycle import JobStatus
+from server.jobs.model import FINAL, Job, JobStatus
+from server.jobs.store import StoreUnavailable
 
 _FIELDS = {f.name for f in dataclasses.fields(Job)}
-_FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[P, R]) -> Callable[P, R]:
+    """Redis's errors (unreachable, timed out, ...) as :class:`StoreUnavailable`."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+    return call
 
 
 class RedisJobStore:
+    shared = True  # every API node and worker host reads and writes the same records
+
     def __init__(self, url: str, prefix: str = "latentsync:"):
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
@@ -39,6 +58,7 @@ class RedisJobStore:
     def close(self) -> None:
         self.redis.close()
 
+    @_guarded
     def insert(self, job: Job) -> None:
         row = {k: json.dumps(v) for k, v in dataclasses.asdict(job).items()}
         with self.redis.pipeline() as pipe:
@@ -46,7 +66,8 @@ class RedisJobStore:
             pipe.zadd(self._status(job.status), {job.id: job.created_at})
             pipe.execute()
 
-    def update(self, job_id: str, **fields: Any) -> None:
+    @_guarded
+    def update(self, job_id: str, **fields: object) -> None:
         if not fields:
             return
         unknown = set(fields) - _FIELDS
@@ -67,12 +88,14 @@ class RedisJobStore:
 
         self.redis.transaction(change, key)  # retried if another node changed the record meanwhile
 
+    @_guarded
     def get(self, job_id: str) -> Job | None:
         row = self.redis.hgetall(self._job(job_id))
         if not row:
             return None
         return Job(**{k: json.loads(v) for k, v in row.items() if k in _FIELDS})
 
+    @_guarded
     def delete(self, job_id: str) -> None:
         job = self.get(job_id)
         with self.redis.pipeline() as pipe:
@@ -87,6 +110,7 @@ class RedisJobStore:
     def _jobs(self, ids: list[str]) -> list[Job]:
         return [job for job in (self.get(i) for i in ids) if job is not None]
 
+    @_guarded
     def list(
         self, status: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
     ) -> tuple[list[Job], int]:
@@ -96,26 +120,32 @@ class RedisJobStore:
         jobs.sort(key=lambda j: (-j.created_at, j.id))
         return jobs[offset : offset + limit], len(jobs)
 
+    @_guarded
     def queued_ids(self) -> list[str]:
         return self._ids(JobStatus.QUEUED)
 
+    @_guarded
     def count(self, status: str) -> int:
         return self.redis.zcard(self._status(status))
 
+    @_guarded
     def ids_with_status(self, status: str) -> list[str]:
         return self._ids(status)
 
+    @_guarded
     def expired_results(self, before: float) -> list[Job]:
-        ended = self._jobs([i for s in _FINAL for i in self._ids(s)])
+        ended = self._jobs([i for s in FINAL for i in self._ids(s)])
         return [j for j in ended if j.finished_at is not None and j.finished_at < before and not j.result_expired]
 
+    @_guarded
     def purge_finished(self, before: float) -> list[Job]:
-        ended = self._jobs([i for s in _FINAL for i in self._ids(s)])
+        ended = self._jobs([i for s in FINAL for i in self._ids(s)])
         old = [j for j in ended if j.finished_at is not None and j.finished_at < before]
         for job in old:
             self.delete(job.id)
         return old
 
+    @_guarded
     def all_ids(self) -> set[str]:
         return {i for s in JobStatus for i in self._ids(s)}
 
@@ -125,5 +155,6 @@ class RedisJobStore:
         except redis.RedisError as exc:
             return f"redis: {exc}"
 
+    @_guarded
     def counts_by_status(self) -> dict[str, int]:
         return {s.value: self.count(s) for s in JobStatus}

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from server.errors import APIError
+from server.api.errors import APIError
 
 FILE_FIELDS = ("video", "audio")
 MAX_FIELD_BYTES = 4096

@@ -1,8 +1,9 @@
 """The data folder's disk: is there room for work, and is an error a full disk?
 
 A full disk must cost one upload or one job, never the service: uploads that hit it answer
-507 ``INSUFFICIENT_STORAGE``, jobs fail with that code, and ``/ready`` says 503 while the
-free space is below the ``min_free_mb`` setting (new work is refused before it starts).
+507 ``INSUFFICIENT_STORAGE`` (``server.api.errors.insufficient_storage``), jobs fail with
+that code, and ``/ready`` says 503 while the free space is below the ``min_free_mb``
+setting (new work is refused before it starts).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
-
-from server.errors import APIError
 
 CODE = "INSUFFICIENT_STORAGE"
 # No space, over quota, or over a file-size limit (RLIMIT_FSIZE): each means "cannot write more here".
@@ -51,5 +50,12 @@ def storage_state(path: Path, min_free_bytes: int) -> str:
     return "ok"
 
 
-def insufficient_storage(reason: str) -> APIError:
-    return APIError(507, CODE, f"the server has no room for this upload: {reason}", {"Retry-After": "60"})
+class DiskSpace:
+    """The data folder's room for work: ``state()`` is ``"ok"`` while at least
+    ``min_free_bytes`` are free (a ``statvfs``: cheap enough for every upload)."""
+
+    def __init__(self, path: Path, min_free_bytes: int):
+        self.path, self.min_free_bytes = path, min_free_bytes
+
+    def state(self) -> str:
+        return storage_state(self.path, self.min_free_bytes)

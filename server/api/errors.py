@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from server.jobs.disk import CODE as STORAGE_CODE
+
 log = logging.getLogger("latentsync.server")
 
 
@@ -17,6 +19,11 @@ class APIError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def insufficient_storage(reason: str) -> APIError:
+    """507: the data folder has no room for an upload (``server.jobs.disk`` says why)."""
+    return APIError(507, STORAGE_CODE, f"the server has no room for this upload: {reason}", {"Retry-After": "60"})
 
 
 def error_body(code: str, message: str) -> dict:

@@ -12,7 +12,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import APIError
+from server.api.errors import APIError
 
 
 class BodyTimeoutMiddleware:
@@ -35,8 +35,8 @@ class BodyTimeoutMiddleware:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise APIError(408, "BODY_TIMEOUT", f"the request body did not arrive within {self.seconds:g} s",
-                               {"Connection": "close"}) from None  # fmt: skip
+                message = f"the request body did not arrive within {self.seconds:g} s"
+                raise APIError(408, "BODY_TIMEOUT", message, {"Connection": "close"}) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message

@@ -20,13 +20,11 @@ import logging
 import socket
 from collections.abc import Iterable
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-if TYPE_CHECKING:
-    from server.job_store import Job
+from server.jobs.model import Job
 
 log = logging.getLogger(__name__)
 

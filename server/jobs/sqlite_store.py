@@ -1,16 +1,19 @@
-"""Job records in SQLite: they survive restarts and are the source of truth for the queue."""
+"""Job records in SQLite (one process): they survive restarts and are the source of truth for
+the queue. Every ``sqlite3.DatabaseError`` leaves this module as :class:`StoreUnavailable`."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
-import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from server.lifecycle import JobStatus
+from server.jobs.model import FINAL, Job, JobStatus
+from server.jobs.store import StoreUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -44,43 +47,21 @@ CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
 _ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT"), ("disk_estimate_bytes", "INTEGER")]
 
 
-@dataclass
-class Job:
-    id: str
-    status: str
-    params: dict[str, Any]
-    video_path: str
-    audio_path: str
-    work_dir: str
-    created_at: float = field(default_factory=time.time)
-    stage: str | None = None
-    progress: float = 0.0
-    frames_done: int = 0
-    frames_total: int = 0
-    started_at: float | None = None
-    finished_at: float | None = None
-    attempts: int = 0
-    result_path: str | None = None
-    result_expired: bool = False
-    result_info: dict[str, Any] | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    webhook_url: str | None = None
-    owner: str | None = None  # SHA-256 (hex) of the API key that created the job; None: no keys configured
-    worker: dict[str, str] | None = None  # {"host", "device"} of the last attempt; None before it started
-    disk_estimate_bytes: int | None = None  # worst-case disk the job may need (latentsync_core/job_disk.py)
+class SQLiteJobStore:
+    """The :class:`~server.jobs.store.JobStore` of one process. Thread-safe: the event loop and
+    the device threads both write progress."""
 
-
-class JobStore:
-    """Thread-safe: the event loop and the GPU worker thread both write progress. Status
-    changes come from the lifecycle (``lifecycle.py``) only."""
+    shared = False  # one process owns the records and the jobs folder
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        with self._lock:
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"the job database cannot be opened: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+        with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -89,32 +70,42 @@ class JobStore:
                 if name not in present:
                     self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
-    def close(self) -> None:
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection, one thread at a time; its errors become :class:`StoreUnavailable`
+        (the cause chained, so a full disk is still recognised: ``disk.is_disk_full``)."""
         with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as exc:
+                raise StoreUnavailable(f"the job database: {exc}") from exc
+
+    def close(self) -> None:
+        with self._locked():
             self._db.close()
 
     def insert(self, job: Job) -> None:
         row = self._to_row(job)
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self._lock:
+        with self._locked():
             self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
-    def update(self, job_id: str, **fields: Any) -> None:
+    def update(self, job_id: str, **fields: object) -> None:
         if not fields:
             return
         row = self._to_row_fields(fields)
         sets = ", ".join(f"{k} = ?" for k in row)
-        with self._lock:
+        with self._locked():
             self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*row.values(), job_id])  # noqa: S608
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._from_row(row) if row else None
 
     def delete(self, job_id: str) -> None:
-        with self._lock:
+        with self._locked():
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def list(
@@ -127,7 +118,7 @@ class JobStore:
         if owner is not None:
             conds, args = [*conds, "owner = ?"], [*args, owner]
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
-        with self._lock:
+        with self._locked():
             total = self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]  # noqa: S608
             rows = self._db.execute(
                 f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",  # noqa: S608
@@ -137,41 +128,41 @@ class JobStore:
 
     def queued_ids(self) -> list[str]:
         """Queued jobs in the order they will run."""
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(
                 "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id", (JobStatus.QUEUED,)
             ).fetchall()
         return [r[0] for r in rows]
 
     def count(self, status: str) -> int:
-        with self._lock:
+        with self._locked():
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
     def ids_with_status(self, status: str) -> list[str]:
-        with self._lock:
+        with self._locked():
             return [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE status = ?", (status,)).fetchall()]
 
     def expired_results(self, before: float) -> list[Job]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE status IN (?, ?, ?) AND finished_at < ? AND result_expired = 0",
-                (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, before),
+                (*FINAL, before),
             ).fetchall()
         return [self._from_row(r) for r in rows]
 
     def purge_finished(self, before: float) -> list[Job]:
         """Remove the records of jobs that ended before ``before``; returns them (their folders
         are the caller's to remove)."""
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE status IN (?, ?, ?) AND finished_at < ?",
-                (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, before),
+                (*FINAL, before),
             ).fetchall()
             self._db.executemany("DELETE FROM jobs WHERE id = ?", [(r["id"],) for r in rows])
         return [self._from_row(r) for r in rows]
 
     def all_ids(self) -> set[str]:
-        with self._lock:
+        with self._locked():
             return {r[0] for r in self._db.execute("SELECT id FROM jobs").fetchall()}
 
     def check(self) -> str:
@@ -184,13 +175,13 @@ class JobStore:
         return "ok" if rows and rows[0][0] == "ok" else str(rows[0][0] if rows else "no answer")
 
     def counts_by_status(self) -> dict[str, int]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {r[0]: r[1] for r in rows}
 
     @staticmethod
     def _to_row(job: Job) -> dict[str, Any]:
-        return JobStore._to_row_fields(asdict(job))
+        return SQLiteJobStore._to_row_fields(asdict(job))
 
     @staticmethod
     def _to_row_fields(fields: dict[str, Any]) -> dict[str, Any]:

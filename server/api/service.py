@@ -1,0 +1,33 @@
+"""What the routes share, wired once per process: the settings, the back-end (a ``JobStore``
+and a ``JobRunner``, from ``server.runners.factory``), and the API's own parts built on them
+(the job views, the intake of new jobs, the health checks, housekeeping)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from server.api.intake import Intake
+from server.api.views import JobViews
+from server.jobs.disk import DiskSpace
+from server.jobs.folder import JobFolders
+from server.jobs.housekeeping import Housekeeping
+from server.jobs.store import StoreCheck
+from server.runners.factory import make_backend
+from server.settings import Settings
+
+
+class Service:
+    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop):
+        backend = make_backend(settings, loop)
+        self.settings = settings
+        self.store = backend.store
+        self.runner = backend.runner
+        self.lifecycle = backend.lifecycle
+        self.metrics = backend.metrics
+        self.webhooks = backend.webhooks
+        folders = JobFolders(settings.data_dir / "jobs")
+        self.disk = DiskSpace(settings.data_dir, int(settings.min_free_mb * 2**20))
+        self.store_check = StoreCheck(self.store)
+        self.views = JobViews(self.store, self.runner)
+        self.intake = Intake(settings, self.store, self.runner, self.views, folders, self.disk, self.webhooks.policy)
+        self.housekeeping = Housekeeping(self.store, folders, settings.result_ttl_s, settings.record_ttl_s)
