@@ -10,9 +10,15 @@ code path) and times, in one table:
   request with new speech (template cache hit), with and without DeepCache;
 - the plain path (eager, one detection thread, no cache) as the reference, and the
   difference between its output and the fast path's;
-- per stage frames/s, peak GPU memory, achieved UNet TFLOP/s.
+- per stage frames/s, peak GPU memory, achieved UNet TFLOP/s;
+- the samplers (repeat requests): ddim 20 and ddim 20 + DeepCache (the rows above),
+  dpmpp_2m 10, unipc 10 and ``quality=fast`` (DeepCache + dpmpp_2m 10), and
+  ``quality=fast`` on a first request (a mirrored copy of the clip: detection runs),
+  summed up in a table of their own.
 
-    python -m scripts.bench_e2e [--load-only] [--skip-plain] [--json FILE]
+    python -m scripts.bench_e2e [--load-only] [--skip-plain] [--skip-samplers] [--json FILE]
+    python -m scripts.bench_e2e --device cpu --smoke   # demo weights, a tiny clip, few steps:
+                                                       # that every row runs, not how fast
 
 Run it twice with the same TORCHINDUCTOR_CACHE_DIR to see the load+warm time of a
 restart (the compiled kernels come from the on-disk cache).
@@ -21,6 +27,7 @@ restart (the compiled kernels come from the on-disk cache).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -32,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from latentsync_core.config import CONFIG_DIR, load_unet_config
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
+from latentsync_core.inference.params import apply_quality
 from latentsync_core.inference.runners import AccelOptions
 from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.loading import load_models
@@ -81,6 +89,23 @@ def unet_flops(frames: int, steps: int, deepcache: bool, full: float, shallow: f
     return 2 * frames * (refresh * full + (steps - refresh) * shallow)  # batch 2: guidance
 
 
+def sampler_rows() -> list[tuple[str, LipSyncParams]]:
+    """The samplers' rows beyond the DDIM ones (guidance 1.5, as every row)."""
+    return [
+        ("dpmpp_2m 10", LipSyncParams(inference_steps=10, sampler="dpmpp_2m")),
+        ("unipc 10", LipSyncParams(inference_steps=10, sampler="unipc")),
+        ("quality=fast (dpmpp_2m 10 + DeepCache)", LipSyncParams(**apply_quality("fast", {"guidance_scale": 1.5}))),
+    ]
+
+
+def smoke_inputs(work: Path) -> tuple[Path, Path]:
+    """1.2 s of the clip at 360x640 and 0.8 s of its speech: one window, a CPU's worth."""
+    video, audio = work / "smoke.mp4", work / "smoke.wav"
+    run_ffmpeg(["-ss", "1", "-t", "1.2", "-i", input_arg(VIDEO), "-vf", "scale=360:640", "-c:v", "libx264", str(video)])
+    run_ffmpeg(["-t", "0.8", "-i", input_arg(AUDIO), "-ac", "1", "-ar", "16000", str(audio)])
+    return video, audio
+
+
 def frame_diff(a: Path, b: Path, width: int, height: int) -> tuple[float, float, float]:
     """Mean, 99.9th percentile and max absolute difference of two videos' frames."""
     diffs = []
@@ -97,6 +122,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/latentsync-bench")
     ap.add_argument("--load-only", action="store_true")
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--skip-samplers", action="store_true", help="no dpmpp_2m / unipc / quality=fast rows")
+    ap.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (with --smoke)")
+    ap.add_argument("--smoke", action="store_true", help="demo weights, a tiny clip, steps / 5: that it runs")
     ap.add_argument("--compare-seconds", type=float, default=0.0, help="also compare fast/plain fp16 with fp32")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -104,17 +132,25 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     weights = Path(args.weights_dir)
     rows: list[tuple[str, str]] = []
-    results: dict[str, object] = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else lambda: None
+    results: dict[str, object] = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__}
     print(f"GPU: {results['gpu']}, torch {results['torch']}, {os.cpu_count()} CPU cores", flush=True)
+    video, audio = VIDEO, AUDIO
+    steps_div = 5 if args.smoke else 1  # smoke: ddim 4, the multistep samplers 2
 
     t0 = time.perf_counter()
-    write_weights(weights)
-    size = (weights / "latentsync_unet.pt").stat().st_size / 1e9
-    print(f"random weights ready in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    models = load_models("official", weights, work / "cache", device="cuda")
+    if args.smoke:
+        video, audio = smoke_inputs(work)
+        models = load_models("demo", work / "no-weights", work / "cache", device=args.device, dtype="float32")
+        size = 0.0
+    else:
+        write_weights(weights)
+        size = (weights / "latentsync_unet.pt").stat().st_size / 1e9
+        print(f"random weights ready in {time.perf_counter() - t0:.0f} s", flush=True)
+        sync()
+        t0 = time.perf_counter()
+        models = load_models("official", weights, work / "cache", device=args.device)
     load_s = time.perf_counter() - t0
     cache = TemplateCache(work / "templates", max_bytes=4 << 30)
     pipe = LipSyncPipeline(models, accel=AccelOptions.for_device(models.device), template_cache=cache)
@@ -122,7 +158,8 @@ def main() -> None:
     pipe.warmup()
     warm_s = time.perf_counter() - t0
     compile_s = pipe.prepare_fast_path()
-    rows.append((f"load (UNet {size:.2f} GB file, VAE, Whisper, detector)", f"{load_s:.1f} s"))
+    weights_label = "demo weights" if args.smoke else f"UNet {size:.2f} GB file"
+    rows.append((f"load ({weights_label}, VAE, Whisper, detector)", f"{load_s:.1f} s"))
     rows.append(("warm-up, eager (service ready)", f"{warm_s:.1f} s"))
     rows.append(("compile full-window shapes (UNet, VAE)", f"{compile_s:.1f} s"))
     results.update(load_s=load_s, warm_s=warm_s, compile_s=compile_s)
@@ -135,18 +172,22 @@ def main() -> None:
     results.update(unet_tflop_full_frame=full_f / 1e12, unet_tflop_shallow_frame=shallow_f / 1e12)
     # A second speech track for the repeat request: the same speech reversed (same length).
     speech_b = work / "speech_b.wav"
-    run_ffmpeg(["-i", input_arg(AUDIO), "-af", "areverse", "-ac", "1", "-ar", "16000", str(speech_b)])
+    run_ffmpeg(["-i", input_arg(audio), "-af", "areverse", "-ac", "1", "-ar", "16000", str(speech_b)])
 
-    def job(name: str, pipeline: LipSyncPipeline, audio: Path, deepcache: bool, out: str) -> dict:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        params = LipSyncParams(inference_steps=20, guidance_scale=1.5, enable_deepcache=deepcache)
+    def job(
+        name: str, pipeline: LipSyncPipeline, speech: Path, params: LipSyncParams, out: str, clip: Path = video
+    ) -> dict:
+        params = dataclasses.replace(params, inference_steps=max(2, params.inference_steps // steps_div))
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        res = pipeline.run(VIDEO, audio, work / out, params)
+        res = pipeline.run(clip, speech, work / out, params)
         wall = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated() / 1e9
+        peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else 0.0
         n = res.frames
-        tflops = unet_flops(n, 20, deepcache, full_f, shallow_f) / res.timings["denoise"] / 1e12
+        flops = unet_flops(n, params.inference_steps, params.enable_deepcache, full_f, shallow_f)
+        tflops = flops / res.timings["denoise"] / 1e12
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items())
         detect_fps = n / res.timings["detect"] if res.timings["detect"] > 0 else float("inf")
         rows.append((name, f"{n / wall:.2f} frames/s end to end ({wall:.1f} s, {n} frames)"))
@@ -157,17 +198,31 @@ def main() -> None:
         print(rows[-3:], flush=True)
         info = {"wall_s": wall, "frames": n, "fps": n / wall, "timings": res.timings, "peak_gb": peak,
                 "tflops": tflops, "template_cache": res.template_cache}  # fmt: skip
+        info["params"] = dataclasses.asdict(params)
         results[name] = info
         return info
 
-    job("fast, first request (detection), no DeepCache", pipe, AUDIO, False, "fast_first.mp4")
-    job("fast, repeat request (template hit), no DeepCache", pipe, speech_b, False, "fast_repeat.mp4")
-    job("fast, repeat request (template hit), DeepCache", pipe, speech_b, True, "fast_repeat_dc.mp4")
-    job("fast, first request again (hit), DeepCache", pipe, AUDIO, True, "fast_first_dc.mp4")
+    ddim, ddim_dc = LipSyncParams(), LipSyncParams(enable_deepcache=True)  # 20 steps, guidance 1.5
+    job("fast, first request (detection), no DeepCache", pipe, audio, ddim, "fast_first.mp4")
+    repeat = job("fast, repeat request (template hit), no DeepCache", pipe, speech_b, ddim, "fast_repeat.mp4")
+    repeat_dc = job("fast, repeat request (template hit), DeepCache", pipe, speech_b, ddim_dc, "fast_repeat_dc.mp4")
+    job("fast, first request again (hit), DeepCache", pipe, audio, ddim_dc, "fast_first_dc.mp4")
+    if not args.skip_samplers:
+        samplers = {"ddim 20": repeat, "ddim 20 + DeepCache": repeat_dc}
+        for label, params in sampler_rows():
+            name = f"fast, repeat request (template hit), {label}"
+            samplers[label] = job(name, pipe, speech_b, params, f"sampler_{params.sampler}_{len(samplers)}.mp4")
+        mirrored = work / "mirrored.mp4"  # a video the template cache has not seen: detection runs
+        run_ffmpeg(["-i", input_arg(video), "-vf", "hflip", "-c:v", "libx264", "-c:a", "copy", str(mirrored)])
+        fast = sampler_rows()[-1][1]
+        first = job("fast, first request (detection), quality=fast", pipe, audio, fast, "fast_q.mp4", mirrored)
+        sampler_table = [(label, _sampler_result(info)) for label, info in samplers.items()]
+        sampler_table.append(("quality=fast, first request (detection)", _sampler_result(first)))
+        results["samplers"] = {label: info["fps"] for label, info in samplers.items()}
     if not args.skip_plain:
         plain = LipSyncPipeline(models, accel=AccelOptions(), detect_workers=1)  # eager reference
-        job("plain path (eager, 1 detection thread, no cache)", plain, AUDIO, False, "plain.mp4")
-        w, h = 1080, 1920
+        job("plain path (eager, 1 detection thread, no cache)", plain, audio, ddim, "plain.mp4")
+        w, h = (1080, 1920) if not args.smoke else (360, 640)
         mean, p999, mx = frame_diff(work / "plain.mp4", work / "fast_first.mp4", w, h)
         rows.append(("fast vs plain output (same request)", f"mean |diff| {mean:.3f}, 99.9th pct {p999:.0f}, "
                      f"max {mx:.0f} (8-bit levels, whole frames)"))  # fmt: skip
@@ -175,8 +230,15 @@ def main() -> None:
     if args.compare_seconds > 0:
         compare(models, pipe, weights, work, args.compare_seconds, rows, results)
     print_table(rows)
+    if not args.skip_samplers:
+        print_table(sampler_table, first="sampler (steps / 5 in a smoke run)" if args.smoke else "sampler")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+
+def _sampler_result(info: dict) -> str:
+    denoise = info["frames"] / info["timings"]["denoise"]
+    return f"{info['fps']:.2f} frames/s end to end, denoise stage {denoise:.2f} frames/s"
 
 
 def compare(

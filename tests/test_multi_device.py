@@ -209,3 +209,23 @@ def test_service_runs_a_job_per_device_and_lends_idle_ones(
     for name in ("cpu:0", "cpu:1"):
         assert f'latentsync_device_jobs_total{{device="{name}"}}' in metrics
         assert f'latentsync_device_lent{{device="{name}"}} 0.0' in metrics
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "unipc"])
+def test_multistep_samplers_give_the_same_frames_whatever_the_split(
+    two_pipelines: tuple[LipSyncPipeline, LipSyncPipeline],
+    looped_inputs: tuple[Path, Path],
+    tmp_path: Path,
+    sampler: str,
+) -> None:
+    """The multistep samplers keep state between steps: a fresh scheduler per window keeps
+    the frames independent of which device ran which window (three steps: first, second
+    and last-step orders all run). The two runs share a seed and nothing else."""
+    home, helper = two_pipelines
+    params = LipSyncParams(inference_steps=3, guidance_scale=1.0, seed=77, sampler=sampler)
+    alone = home.run(*looped_inputs, tmp_path / "one.mkv", params)
+    split = home.run(*looped_inputs, tmp_path / "two.mkv", params, lender=TwoDeviceLender(helper, keep_for=1))
+    assert alone.lanes == [{"device": "cpu", "windows": 3}]
+    assert len(split.lanes) >= 2 and min(lane["windows"] for lane in split.lanes) >= 1
+    one, two = _frames(tmp_path / "one.mkv"), _frames(tmp_path / "two.mkv")
+    assert one.shape == two.shape and one.shape[0] == alone.frames and np.array_equal(one, two)
