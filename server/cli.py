@@ -62,6 +62,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance if args.guidance is not None else defaults["guidance_scale"],
         seed=args.seed if args.seed is not None else defaults["seed"],
         enable_deepcache=args.deepcache or defaults["enable_deepcache"],
+        face=args.face,
+        sync_mode=args.sync_mode,
     )
     # One-off runs stay eager unless asked: a cold compile costs ~100 s (cached on disk after).
     pipeline = build_pipeline(s.pipeline_options(compile=args.compile))
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=_bounded("guidance_scale", float))
     p.add_argument("--seed", type=_bounded("seed", int))
     p.add_argument("--deepcache", action="store_true")
+    p.add_argument("--face", help="largest | speaker | track:<id> | point:<x>,<y>@<seconds> (`faces` lists tracks)")
+    p.add_argument("--sync-mode", default="bounce", help="bounce | loop | cut_off | silence | remap (README)")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"
     )
