@@ -64,6 +64,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "enable_deepcache": args.deepcache,
         "sampler": args.sampler,
+        "face": args.face,
+        "sync_mode": args.sync_mode,
     }
     try:  # before loading models: a bad sampler or preset fails at once
         params = LipSyncParams(**apply_quality(args.quality, given, s.default_params()))
@@ -183,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--sampler", help="ddim (default, upstream's), dpmpp_2m or unipc (these at ~10 --steps)")
     p.add_argument("--quality", help="exact (default) or fast (DeepCache + dpmpp_2m at 10 steps, unless set)")
+    p.add_argument("--face", help="largest | speaker | track:<id> | point:<x>,<y>@<seconds> (`faces` lists tracks)")
+    p.add_argument("--sync-mode", default="bounce", help="bounce | loop | cut_off | silence | remap (README)")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"
     )

@@ -18,6 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from latentsync_core.errors import CodedError
+from latentsync_core.inference.face_selection import parse_face
+from latentsync_core.inference.length_modes import DEFAULT_SYNC_MODE, check_sync_mode
 
 # name -> (min, max), both inclusive.
 PARAM_BOUNDS: Mapping[str, tuple[int | float, int | float]] = MappingProxyType(
@@ -70,12 +72,17 @@ class LipSyncParams:
     seed: int = 1247
     enable_deepcache: bool = False
     sampler: str = "ddim"  # one of SAMPLERS
+    face: str | None = None  # face_selection.py; None: the largest face of each frame (upstream's)
+    sync_mode: str = DEFAULT_SYNC_MODE  # length_modes.py: when speech and video lengths differ
 
     def validate(self) -> None:
         for name, (low, high) in PARAM_BOUNDS.items():
             if not low <= getattr(self, name) <= high:
                 raise InvalidParameter(f"{name} must be between {low} and {high}")
         check_sampler(self.sampler)
+        check_sync_mode(self.sync_mode)  # INVALID_SYNC_MODE
+        if self.face is not None:
+            parse_face(self.face)  # INVALID_FACE
 
 
 def apply_quality(

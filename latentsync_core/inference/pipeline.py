@@ -20,6 +20,7 @@ fed from another; detection uses several threads.
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,9 +35,13 @@ from latentsync_core.inference.compile_cache import CompileArtifacts, artifact_k
 from latentsync_core.inference.conditioning import load_mask, with_aligned_faces
 from latentsync_core.inference.context import CancelFn, JobContext, ProgressFn, open_job
 from latentsync_core.inference.denoise import WindowNoise
+from latentsync_core.inference.face_selection import parse_face
+from latentsync_core.inference.length_job import fit_length
+from latentsync_core.inference.length_modes import frames_to_read
 from latentsync_core.inference.output import OutputVideo
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
+from latentsync_core.inference.selected_source import plan_selected_source
 from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
 from latentsync_core.inference.window_split import DeviceLender, JobWindows, run_windows
@@ -45,6 +50,7 @@ from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS
+from latentsync_core.sync.speaker import SpeakerScorer, SyncNetSpeakerScorer
 from latentsync_core.sync.stream import SyncTap
 from latentsync_core.vision.face_detection import default_detect_workers
 from latentsync_core.weights.demo import DEMO_NOTICE
@@ -70,6 +76,8 @@ class LipSyncResult:
     sync: dict | None = None  # SyncNetV2 score of the output (SyncReport.to_json); None when off or no face track
     fast_path: bool = False  # compiled UNet/VAE were used for full windows
     lanes: list[dict] = field(default_factory=list)  # [{"device", "windows"}]: the job's device first
+    face: dict | None = None  # with a face selection: {"face", "shots": [{"track", "reason", ...}]}
+    sync_mode: dict | None = None  # with a sync_mode other than bounce: LengthPlan.to_json()
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,6 +108,8 @@ class LipSyncPipeline:
         self.m = models
         self.limits = limits or MediaLimits()  # what inputs may be; a service sets its own
         self.syncnet = syncnet  # a SyncNetV2 with its ``weights_label``: every output gets a sync score
+        # judges face=speaker; without one, speaker falls back to the largest face track
+        self.speaker_scorer: SpeakerScorer | None = SyncNetSpeakerScorer(syncnet) if syncnet is not None else None
         self.mask = load_mask(models.resolution)
         self.accel = accel or AccelOptions()
         self.unet = UNetRunner(models.unet, self.accel)
@@ -231,6 +241,7 @@ class LipSyncPipeline:
             video = self._check_inputs(ctx)
             samples, features, n_out = self._encode_audio(ctx)
             session, plan = self._plan_source(ctx, job, video, n_out)
+            samples, features, n_out = fit_length(ctx, plan, samples, features, n_out, m.whisper)  # sync_mode
             tap = SyncTap(self.syncnet, self.syncnet.weights_label, plan.output_boxes(n_out)) if self.syncnet else None
             with ctx.timed("denoise"):
                 comment = DEMO_NOTICE if m.is_demo else None
@@ -276,11 +287,28 @@ class LipSyncPipeline:
     ) -> tuple[TemplateSession, SourcePlan]:
         """The job's template session and source plan (from the session's template, if
         the cache has one for this video, else by detection); both closed with ``job``."""
+        face = ctx.params.face
+        # A face selection's plan is not the cached one (that is the largest face per frame).
+        templates = self.templates if face is None else NoTemplateCache()
+        reads = frames_to_read(ctx.params.sync_mode, n_out) or sys.maxsize  # sys.maxsize: the whole video
         with ctx.timed("detect"):
-            session = job.enter_context(
-                self.templates.open(ctx.video_path, self.fingerprint(), ctx.dtype, n_out, ctx.work)
-            )
-            plan = job.enter_context(self.planner.plan(ctx, video, n_out, session.template))
+            session = job.enter_context(templates.open(ctx.video_path, self.fingerprint(), ctx.dtype, reads, ctx.work))
+            if face is None:
+                plan = job.enter_context(self.planner.plan(ctx, video, n_out, session.template))
+            else:
+                p = self.planner
+                plan = job.enter_context(
+                    plan_selected_source(
+                        ctx,
+                        video,
+                        n_out,
+                        parse_face(face),
+                        p.detector,
+                        p.resolution,
+                        p.detect_workers,
+                        self.speaker_scorer,
+                    )
+                )
         return session, plan
 
     def _generate(
@@ -330,4 +358,6 @@ class LipSyncPipeline:
             template_cache=cache,
             sync=sync,
             fast_path=self.fast_path_ready and self.accel.compile,
+            face=plan.face_choice,
+            sync_mode=plan.length.to_json() if plan.length is not None else None,
         )

@@ -1,5 +1,6 @@
 """Planning the source frames of a job: which source frame each output frame shows (the
-video is played forward and backward when the audio is longer), the face alignment matrix
+video is played forward and backward when the audio is longer, or as the job's
+``sync_mode`` says: ``length_modes.py``), the face alignment matrix
 of every frame (from one detection pass, or from a cached template), and the frames
 themselves, window by window (streamed in order, or from a disk store when the video
 loops). Frames without a face borrow the nearest face's crop for the UNet's input and are
@@ -18,6 +19,7 @@ import torch
 from latentsync_core.errors import CodedError, MediaError
 from latentsync_core.frame_store import FrameStore
 from latentsync_core.inference.context import JobContext
+from latentsync_core.inference.length_modes import REMAP, LengthPlan, bounce_index, frames_to_read, plan_length
 from latentsync_core.inference.template_cache import Template
 from latentsync_core.job_disk import needs_frame_store
 from latentsync_core.media.probe import MediaInfo
@@ -31,8 +33,7 @@ WINDOW = 16  # frames per UNet call, as the model was trained
 
 def ping_pong_index(j: int, n_source: int) -> int:
     """Source frame for output frame ``j``: forward, then backward, then forward, ..."""
-    cycle, k = divmod(j, n_source)
-    return k if cycle % 2 == 0 else n_source - 1 - k
+    return bounce_index(j, n_source)
 
 
 def no_face_error() -> CodedError:
@@ -61,6 +62,14 @@ class SourcePlan:
     raw_matrices: np.ndarray  # (F, 2, 3), NaN where no face: what a template keeps
     boxes: np.ndarray  # (F, 4) face boxes x1, y1, x2, y2, NaN where no face (sync scoring)
     complete: bool  # F is every frame of the video
+    length: LengthPlan | None = None  # the job's sync_mode plan; None: bounce over the F frames
+    face_choice: dict | None = None  # with a face selection: which track each shot used and why
+
+    def source_index(self, start: int, count: int) -> np.ndarray:
+        """The source frame of output frames ``start .. start + count - 1``."""
+        if self.length is not None:
+            return self.length.source_index[start : start + count]
+        return np.array([ping_pong_index(j, self.frame_count) for j in range(start, start + count)])
 
     @property
     def frame_count(self) -> int:
@@ -69,8 +78,7 @@ class SourcePlan:
     def output_boxes(self, n_out: int) -> list[tuple[float, float, float, float] | None]:
         """The face box each output frame shows (None where its source frame has no face)."""
         out: list[tuple[float, float, float, float] | None] = []
-        for j in range(n_out):
-            i = ping_pong_index(j, self.frame_count)
+        for i in self.source_index(0, n_out):
             out.append(tuple(float(v) for v in self.boxes[i]) if self.has_face[i] else None)  # type: ignore[misc]
         return out
 
@@ -85,7 +93,7 @@ class SourcePlan:
         try:
             for start in range(0, n_out, WINDOW):
                 count = min(WINDOW, n_out - start)
-                src_idx = np.array([ping_pong_index(j, self.frame_count) for j in range(start, start + count)])
+                src_idx = self.source_index(start, count)
                 if self.store is not None:  # decoded on the store's threads
                     frames = np.stack(self.store.get_many([int(i) for i in src_idx]))
                 else:
@@ -128,7 +136,9 @@ class SourcePlanner:
         """One streaming pass: detect faces in every source frame the output shows, in
         order, and compute the smoothed matrices."""
         estimate = max(1, round(info.duration * FPS))
-        keep_frames = needs_frame_store(n_out, estimate)  # the loop needs random access to frames
+        mode = ctx.params.sync_mode
+        reads = frames_to_read(mode, n_out)  # the frames the output can show (None: all)
+        keep_frames = needs_frame_store(n_out, estimate) or mode == REMAP  # the loop needs random access to frames
         store = _new_store(ctx, info) if keep_frames else None
         aligner = FaceAligner(self.resolution)
         matrices: list[np.ndarray | None] = []
@@ -137,7 +147,7 @@ class SourcePlanner:
             # Decoding stops at the video limit, whatever the container claimed (VIDEO_TOO_LONG).
             max_frames = ctx.limits.max_video_frames(FPS)
             with FrameReader(ctx.video_path, info.width, info.height, max_frames=max_frames) as reader:
-                frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
+                frames = itertools.islice(reader, reads)  # frames past the output's length are never shown
                 detected = detect_strided(self.detector, frames, self.detect_workers, self.detect_stride,
                                           self.max_motion)  # fmt: skip
                 for frame, face in detected:
@@ -146,9 +156,9 @@ class SourcePlanner:
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
                     boxes.append(tuple(face.box) if face is not None else (np.nan,) * 4)
                     if len(matrices) % 8 == 0:
-                        ctx.report("detect", len(matrices), min(estimate, n_out))
+                        ctx.report("detect", len(matrices), min(estimate, reads or estimate))
                         ctx.check_cancelled()
-                complete = len(matrices) < n_out  # the stream ended first: this is every frame
+                complete = reads is None or len(matrices) < reads  # the stream ended first: this is every frame
                 errors = reader.errors
             if not matrices:
                 raise MediaError(
@@ -156,7 +166,8 @@ class SourcePlanner:
                 )
             if all(m is None for m in matrices):
                 raise no_face_error()
-            if n_out > len(matrices) and store is None:  # the probe under-estimated: decode again into a store
+            if store is None and matrices and not plan_length(mode, n_out, len(matrices)).sequential:
+                # the probe under-estimated: decode again into a store
                 store = _store_frames(ctx, info, len(matrices))
         except BaseException:
             if store is not None:
@@ -171,12 +182,13 @@ class SourcePlanner:
     def _from_template(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template) -> SourcePlan:
         """The plan the detection pass would give: the same frames (the first ``n_out``, or
         the whole video when it loops)."""
-        n_src = min(template.count, n_out)
+        mode = ctx.params.sync_mode
+        n_src = min(template.count, frames_to_read(mode, n_out) or template.count)
         has_face = template.has_face[:n_src].copy()
         if not has_face.any():
             raise no_face_error()
         raw = template.matrices[:n_src].copy()
-        store = _store_frames(ctx, info, n_src) if n_out > n_src else None
+        store = _store_frames(ctx, info, n_src) if not plan_length(mode, n_out, n_src).sequential else None
         ctx.report("detect", n_src, n_src)
         boxes = template.boxes[:n_src].copy()
         return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, boxes, template.complete)

@@ -43,6 +43,7 @@ import numpy as np
 from latentsync_core.errors import CodedError, MediaError
 from latentsync_core.media.probe import MediaInfo, probe_video
 from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.vision.boxes import box_iou
 from latentsync_core.vision.face_detection import FaceDetector, default_detect_workers, detect_in_order
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
@@ -82,15 +83,6 @@ class FaceCrops:
     frames_decoded: int  # frames of the whole video at 25 fps
     frames_with_face: int  # frames where the detector found a face
     track: Track
-
-
-def box_iou(a: Box | np.ndarray, b: Box | np.ndarray) -> float:
-    """Intersection over union of two boxes (upstream's ``bounding_box_iou``)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def build_tracks(boxes: Sequence[Box | None], min_iou: float = MIN_IOU, max_gap: int = MAX_GAP) -> list[Track]:

