@@ -54,15 +54,21 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from latentsync_core.errors import CodedError
     from latentsync_core.inference import LipSyncParams, build_pipeline
     from latentsync_core.inference.compile_cache import CompileArtifacts
+    from latentsync_core.inference.params import apply_quality
 
     s = Settings()
-    defaults = s.default_params()
-    params = LipSyncParams(
-        inference_steps=args.steps if args.steps is not None else defaults["inference_steps"],
-        guidance_scale=args.guidance if args.guidance is not None else defaults["guidance_scale"],
-        seed=args.seed if args.seed is not None else defaults["seed"],
-        enable_deepcache=args.deepcache or defaults["enable_deepcache"],
-    )
+    given = {
+        "inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "seed": args.seed,
+        "enable_deepcache": args.deepcache,
+        "sampler": args.sampler,
+    }
+    try:  # before loading models: a bad sampler or preset fails at once
+        params = LipSyncParams(**apply_quality(args.quality, given, s.default_params()))
+    except CodedError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
     # One-off runs stay eager unless asked: a cold compile costs ~100 s (cached on disk after).
     pipeline = build_pipeline(s.pipeline_options(compile=args.compile))
     pipeline.prepare_fast_path(CompileArtifacts(s.compile_artifacts_dir))
@@ -172,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=_bounded("inference_steps", int))
     p.add_argument("--guidance", type=_bounded("guidance_scale", float))
     p.add_argument("--seed", type=_bounded("seed", int))
-    p.add_argument("--deepcache", action="store_true")
+    p.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--sampler", help="ddim (default, upstream's), dpmpp_2m or unipc (these at ~10 --steps)")
+    p.add_argument("--quality", help="exact (default) or fast (DeepCache + dpmpp_2m at 10 steps, unless set)")
     p.add_argument(
         "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"
     )

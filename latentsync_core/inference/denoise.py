@@ -1,5 +1,6 @@
-"""The DDIM loop with classifier-free guidance (zeroed audio is the unconditional branch)
-and DeepCache (``DeepCacheState`` picks full or shallow UNet steps)."""
+"""The denoising loop with classifier-free guidance (zeroed audio is the unconditional
+branch) and DeepCache (``DeepCacheState`` picks full or shallow UNet steps); the sampler
+(DDIM by default, ``samplers.py``) steps the latents."""
 
 from __future__ import annotations
 
@@ -13,20 +14,14 @@ from latentsync_core.config import SchedulerConfig
 from latentsync_core.inference.conditioning import Conditioning
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import UNetRunner
+from latentsync_core.inference.samplers import Sampler, build_scheduler
 from latentsync_core.models.unet import DEEPCACHE_INTERVAL, DeepCacheState
 
 
 def make_scheduler(cfg: SchedulerConfig, steps: int) -> DDIMScheduler:
-    scheduler = DDIMScheduler(
-        num_train_timesteps=cfg.num_train_timesteps,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-        beta_schedule=cfg.beta_schedule,
-        clip_sample=cfg.clip_sample,
-        set_alpha_to_one=cfg.set_alpha_to_one,
-        steps_offset=cfg.steps_offset,
-    )
-    scheduler.set_timesteps(steps)  # on the CPU: no GPU sync per step
+    """Upstream's DDIM scheduler (training uses its ``alphas_cumprod``)."""
+    scheduler = build_scheduler(cfg, "ddim", steps)
+    assert isinstance(scheduler, DDIMScheduler)
     return scheduler
 
 
@@ -70,7 +65,7 @@ class WindowNoise:
 
 
 class Denoiser:
-    """One job's denoising on one device: its scheduler and the job's initial noise
+    """One job's denoising on one device: its sampler and the job's initial noise
     (``WindowNoise.initial``, copied to the device)."""
 
     def __init__(
@@ -83,11 +78,11 @@ class Denoiser:
         check_cancelled: Callable[[], None],
     ):
         self.unet, self.check_cancelled = unet, check_cancelled
-        self.scheduler = make_scheduler(scheduler, params.inference_steps)
-        self.timesteps = [t.reshape(1).to(device) for t in self.scheduler.timesteps]
+        self.sampler = Sampler(scheduler, params.sampler, params.inference_steps)
+        self.timesteps = [t.reshape(1).to(device) for t in self.sampler.timesteps]
         self.guidance = params.guidance_scale
         self.deepcache_interval = DEEPCACHE_INTERVAL if params.enable_deepcache else 1
-        self.noise = initial_noise.to(device) * self.scheduler.init_noise_sigma
+        self.noise = initial_noise.to(device) * self.sampler.init_noise_sigma
 
     @property
     def guided(self) -> bool:
@@ -103,15 +98,16 @@ class Denoiser:
             image = torch.cat([image, image])
             audio = torch.cat([torch.zeros_like(audio), audio])
         deepcache = DeepCacheState(self.deepcache_interval)
-        for k, t in enumerate(self.scheduler.timesteps):
+        schedule = self.sampler.window()  # multistep samplers keep state: a fresh one per window
+        for k, t in enumerate(self.sampler.timesteps):
             self.check_cancelled()
             inp = torch.cat([latents, latents]) if self.guided else latents
-            inp = torch.cat([self.scheduler.scale_model_input(inp, t), image], dim=1)
+            inp = torch.cat([schedule.scale_model_input(inp, t), image], dim=1)
             pred = deepcache.step(self.unet.full, self.unet.shallow, inp, self.timesteps[k], audio)
             if self.guided:
                 uncond, cond_pred = pred.chunk(2)
                 pred = uncond + self.guidance * (cond_pred - uncond)
-            # eta 0: DDIM draws no noise here, so the generator's sequence is WindowNoise's alone
-            latents = self.scheduler.step(pred, t, latents, eta=0.0).prev_sample
+            # no sampler draws noise here, so the generator's sequence is WindowNoise's alone
+            latents = schedule.step(pred, t, latents)
             progress(k + 1)
         return latents
