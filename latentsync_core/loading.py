@@ -77,8 +77,11 @@ def load_models(
     device: str | None = None,
     gpu_id: int = 0,
     dtype: str | None = None,
+    detector: FaceDetector | None = None,
 ) -> ModelBundle:
-    """``weights`` is "official" (files under ``checkpoint_dir``) or "demo" (random, cached)."""
+    """``weights`` is "official" (files under ``checkpoint_dir``) or "demo" (random, cached).
+    ``detector``, when given, is used instead of the one ``make_face_detector`` picks (e.g.
+    replayed faces, ``vision/recorded_faces.py``, on a machine without the detector's model)."""
     start = time.perf_counter()
     dev = pick_device(device, gpu_id)
     dt = pick_dtype(dev, dtype)
@@ -96,7 +99,8 @@ def load_models(
     unet, _ = load_unet_checkpoint(paths.unet, unet_cfg, device=dev, dtype=dt)
     vae = load_vae(paths.vae, device=dev, dtype=dt)
     whisper = WhisperFeatureExtractor(paths.whisper, device=dev)  # float32 whatever dt is
-    detector = make_face_detector(paths.auxiliary, device=str(dev))
+    if detector is None:
+        detector = make_face_detector(paths.auxiliary, device=str(dev))
     bundle = ModelBundle(
         unet=unet,
         vae=vae,
