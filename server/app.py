@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from server.api import health, jobs, page
+from server.api import faces, health, jobs, page
 from server.api.body_timeout import BodyTimeoutMiddleware
 from server.api.errors import install_error_handlers
 from server.api.openapi import install_openapi
@@ -45,10 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc.runner.start()
         loader = loop.run_in_executor(None, svc.runner.load)
         cleaner = asyncio.create_task(svc.housekeeping.loop(settings.cleanup_interval_s))
+        await asyncio.to_thread(svc.face_scanner.recover)
+        scan_cleaner = asyncio.create_task(svc.face_scanner.loop(settings.result_ttl_s, settings.cleanup_interval_s))
         try:
             yield
         finally:
             svc.intake.closed = True
+            svc.face_intake.closed = True
+            svc.face_scanner.stop()
+            scan_cleaner.cancel()
             log.info("shutting down: %d queued jobs stay queued", svc.store.count(JobStatus.QUEUED))
             await svc.runner.stop()
             cleaner.cancel()
@@ -72,5 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(page.docs)
     app.include_router(jobs.router)
+    app.include_router(faces.router)
     install_openapi(app, bearer=bool(settings.api_keys or settings.admin_api_keys))
     return app

@@ -14,6 +14,7 @@ from latentsync_core.media.limits import MediaLimits
 
 if TYPE_CHECKING:
     from latentsync_core.inference.factory import PipelineOptions
+    from latentsync_core.vision.face_detection import FaceDetector
 
 ROOT = Path(__file__).resolve().parent.parent
 _DEFAULTS = LipSyncParams()
@@ -101,6 +102,9 @@ class Settings(BaseSettings):
     # its probes at upload: larger is refused with 413 JOB_TOO_LARGE_FOR_DISK. GiB (2**30), as
     # template_cache_max_gb; 20: a 1080p job whose video may loop, up to about 125 s long.
     max_job_disk_gb: float = Field(20.0, gt=0)
+    # Face scans (POST /faces, issue 26): how many run at once (each with DETECT_WORKERS threads),
+    # beside the GPU jobs; more wait (up to MAX_QUEUE). Kept for RESULT_TTL_S.
+    face_scan_workers: int = Field(1, ge=1, le=16)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
@@ -157,6 +161,13 @@ class Settings(BaseSettings):
             "seed": self.seed,
             "enable_deepcache": self.enable_deepcache,
         }
+
+    def make_face_detector(self) -> FaceDetector:
+        """The face detector jobs use (InsightFace when its weights are in the checkpoint folder,
+        else dlib; demo weights: dlib), on the CPU: face scans give the ids jobs will find."""
+        from latentsync_core.vision.face_detection import make_face_detector
+
+        return make_face_detector(self.checkpoint_dir / "auxiliary" if self.weights == "official" else None)
 
     def pipeline_options(self, compile: bool | None = None) -> PipelineOptions:
         """How the library builds the pipeline from these settings (service and CLI alike)."""

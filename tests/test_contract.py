@@ -25,6 +25,11 @@ CONFIG = """
 include-path = "/lipsync"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["202", "400", "403", "413", "429"]
+
+[[operations]]
+include-path = "/faces"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["202", "400", "403", "413", "429"]
 """
 
 

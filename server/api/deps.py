@@ -12,10 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from server.api.errors import APIError
+from server.api.face_intake import FaceIntake
 from server.api.intake import Intake
 from server.api.openapi import errors
 from server.api.service import Service
 from server.api.views import JobViews
+from server.faces.scanner import FaceScanner
 from server.jobs.lifecycle import JobLifecycle
 from server.jobs.model import Job
 from server.jobs.store import JobStore
@@ -125,3 +127,16 @@ async def get_job(job_id: str, store: StoreDep, caller: CallerDep) -> Job:
 
 
 JobDep = Annotated[Job, Depends(get_job)]
+
+
+# ---- face scans (POST /faces) ----------------------------------------------------------------
+async def get_face_intake(request: Request) -> FaceIntake:
+    return request.app.state.svc.face_intake
+
+
+async def get_face_scanner(request: Request) -> FaceScanner:
+    return request.app.state.svc.face_scanner
+
+
+FaceIntakeDep = Annotated[FaceIntake, Depends(get_face_intake)]
+FaceScannerDep = Annotated[FaceScanner, Depends(get_face_scanner)]

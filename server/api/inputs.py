@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 from latentsync_core.errors import MediaError
 from latentsync_core.job_disk import DiskEstimate
 from latentsync_core.media.limits import MediaLimits
-from latentsync_core.media.probe import check_inputs
+from latentsync_core.media.probe import MediaInfo, check_inputs
 from server.api.errors import APIError
 from server.api.schemas import JobParams, PathRequest
 from server.api.uploads import receive_multipart
@@ -84,12 +83,6 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def resolve_params(params: JobParams, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The job's parameters: the request's, else the service defaults."""
-    chosen = {name: getattr(params, name) for name in defaults}
-    return {name: defaults[name] if value is None else value for name, value in chosen.items()}
-
-
 def check_webhook(policy: WebhookPolicy, url: str) -> None:
     """Blocking (DNS). The same check runs again when the webhook is sent."""
     try:
@@ -98,11 +91,11 @@ def check_webhook(policy: WebhookPolicy, url: str) -> None:
         raise APIError(400, "WEBHOOK_NOT_ALLOWED", f"webhook_url not allowed: {exc}") from exc
 
 
-def check_media(video: Path, audio: Path, limits: MediaLimits) -> DiskEstimate:
+def check_media(video: Path, audio: Path, limits: MediaLimits) -> tuple[DiskEstimate, MediaInfo]:
     """Blocking (ffprobe children, time- and memory-capped): runs on a worker thread.
-    The job's worst-case disk need, for its record."""
+    The job's worst-case disk need, for its record, and the video's probe."""
     try:
         vinfo, ainfo = check_inputs(video, audio, limits)
     except MediaError as exc:
         raise APIError(_MEDIA_STATUS.get(exc.code, 400), exc.code, exc.message) from exc
-    return limits.check_disk(vinfo, ainfo)
+    return limits.check_disk(vinfo, ainfo), vinfo

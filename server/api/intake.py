@@ -12,8 +12,10 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from server.api.errors import APIError, insufficient_storage
-from server.api.inputs import InputRoots, check_media, check_webhook, read_inputs, resolve_params
+from server.api.inputs import InputRoots, check_media, check_webhook, read_inputs
+from server.api.job_options import check_face, job_params
 from server.api.views import JobViews
+from server.faces.known import KnownTracks
 from server.jobs.disk import DiskSpace, is_disk_full
 from server.jobs.folder import JobFolders
 from server.jobs.model import Job, JobStatus
@@ -33,9 +35,11 @@ class Intake:
         folders: JobFolders,
         disk: DiskSpace,
         webhook_policy: WebhookPolicy,
+        known_tracks: KnownTracks,
     ):
         self.settings, self.store, self.runner, self.views = settings, store, runner, views
         self.folders, self.disk, self.webhook_policy = folders, disk, webhook_policy
+        self.known_tracks = known_tracks  # face=track:<id> is checked against a scan of the same file
         self.roots = InputRoots(settings.input_dirs)
         self.closed = False  # set at shutdown: new jobs are refused (503)
         self._admission = threading.Lock()
@@ -52,13 +56,15 @@ class Intake:
                 video, audio, params = await read_inputs(
                     request, self.roots, folder.path, self.settings.max_upload_mb * 1024 * 1024
                 )
+                values = job_params(params, self.settings.default_params())  # 400 with the library's codes
                 if params.webhook_url:
                     await run_in_threadpool(check_webhook, self.webhook_policy, params.webhook_url)
-                disk = await run_in_threadpool(check_media, video, audio, self.settings.media_limits())
+                disk, vinfo = await run_in_threadpool(check_media, video, audio, self.settings.media_limits())
+                await run_in_threadpool(check_face, values.get("face"), video, vinfo, self.known_tracks)
                 job = Job(
                     id=folder.name,
                     status=JobStatus.QUEUED,
-                    params=resolve_params(params, self.settings.default_params()),
+                    params=values,
                     video_path=str(video),
                     audio_path=str(audio),
                     work_dir=str(folder.path),

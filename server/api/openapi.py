@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from server.api.schemas import ErrorResponse, JobParams, PathRequest
+from server.api.schemas import ErrorResponse, FacesPathRequest, JobParams, PathRequest
 from server.jobs.model import JobStatus
 
 _ERROR_TEXT = {
@@ -75,6 +75,22 @@ def _lipsync_body() -> dict[str, Any]:
     }
 
 
+def _faces_body() -> dict[str, Any]:
+    multipart = {
+        "type": "object",
+        "required": ["video"],
+        "additionalProperties": False,
+        "properties": {"video": {"type": "string", "format": "binary", "description": "the video to scan"}},
+    }
+    json_form = FacesPathRequest.model_json_schema()
+    json_form.pop("title", None)
+    return {
+        "required": True,
+        "description": "The video (multipart/form-data), or a path inside LATENTSYNC_INPUT_DIRS (application/json).",
+        "content": {"multipart/form-data": {"schema": multipart}, "application/json": {"schema": json_form}},
+    }
+
+
 def install_openapi(app: FastAPI, bearer: bool) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -83,6 +99,7 @@ def install_openapi(app: FastAPI, bearer: bool) -> None:
         spec = copy.deepcopy(spec)
         paths = spec["paths"]
         paths["/lipsync"]["post"]["requestBody"] = _lipsync_body()
+        paths["/faces"]["post"]["requestBody"] = _faces_body()
         for param in paths["/jobs"]["get"].get("parameters", []):
             if param["name"] == "status":  # free text in the code (a bad one is 400 INVALID_PARAMETER)
                 param["schema"] = {"type": "string", "enum": [s.value for s in JobStatus]}

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from latentsync_core.inference.params import PARAM_BOUNDS
+from latentsync_core.inference.length_modes import SYNC_MODES
+from latentsync_core.inference.params import PARAM_BOUNDS, QUALITIES, SAMPLERS
 
 
 def _optional(name: str) -> Any:
@@ -14,7 +15,34 @@ def _optional(name: str) -> Any:
     return Field(None, ge=lo, le=hi)
 
 
-class JobParams(BaseModel):
+# ---- dubbing: the face to animate, length modes, samplers (issues 21 and 26) ----------------
+def _choice(values: tuple[str, ...], description: str) -> Any:
+    """An optional string parameter with its allowed values documented; an unknown one is
+    refused with the library's code (400), not by the schema (422)."""
+
+    def document(schema: dict[str, Any]) -> None:
+        for option in schema.get("anyOf", []):
+            if option.get("type") == "string":
+                option["enum"] = list(values)
+
+    return Field(None, max_length=64, description=description, json_schema_extra=document)
+
+
+class DubbingParams(BaseModel):
+    """Which face, what to do when lengths differ, which sampler (part of ``JobParams``)."""
+
+    face: str | None = Field(
+        None,
+        max_length=64,
+        description="largest (default: the largest face track of each shot), speaker, track:<id> "
+        "(an id from POST /faces on the same file) or point:<x>,<y>@<seconds>",
+    )
+    sync_mode: str | None = _choice(SYNC_MODES, "when speech and video lengths differ (default bounce)")
+    sampler: str | None = _choice(SAMPLERS, "ddim (default, upstream's), or dpmpp_2m / unipc at ~10 steps")
+    quality: str | None = _choice(QUALITIES, "exact (default) or fast: DeepCache + dpmpp_2m at 10 steps, unless set")
+
+
+class JobParams(DubbingParams):
     """Optional per-job overrides; unset ones take the service defaults."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,3 +109,49 @@ class ErrorResponse(BaseModel):
     """Every error of the API has this body."""
 
     error: ErrorDetail
+
+
+class FacesPathRequest(BaseModel):
+    """JSON form of POST /faces: a video inside LATENTSYNC_INPUT_DIRS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    video_path: str = Field(..., max_length=4096)
+
+
+class FaceTrackSecond(BaseModel):
+    second: int
+    box: list[float] = Field(..., description="median x1, y1, x2, y2 of the face in that second (pixels)")
+
+
+class FaceTrackView(BaseModel):
+    id: int = Field(..., description="for face=track:<id> on /lipsync with the same file")
+    shot: int
+    first_frame: int
+    last_frame: int
+    start: float = Field(..., description="seconds")
+    end: float
+    detections: int
+    size: list[float] = Field(..., description="median box width and height (pixels)")
+    boxes_per_second: list[FaceTrackSecond]
+    thumbnail_url: str | None
+
+
+class FaceScanView(BaseModel):
+    id: str
+    status: str = Field(..., description="queued, running, succeeded or failed")
+    progress: float
+    frames_done: int
+    frames_total: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    file_sha256: str = Field(..., description="of the scanned file: track ids hold for these bytes only")
+    error: dict[str, str] | None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = Field(None, description="at 25 fps, as a job sees the video")
+    detector: str | None = None
+    shots: list[dict[str, int]] = Field(default_factory=list, description="[start_frame, end_frame) of each shot")
+    tracks: list[FaceTrackView] = Field(default_factory=list)
+    seconds: float | None = Field(None, description="how long the scan took")

@@ -47,7 +47,7 @@ def run_started_job(
             job.video_path,
             job.audio_path,
             folder.result,
-            LipSyncParams(**job.params),
+            LipSyncParams(**{k: v for k, v in job.params.items() if k != "quality"}),  # the preset is in the rest
             progress=report,
             should_cancel=should_cancel,
             work_dir=folder.tmp,

@@ -1,5 +1,7 @@
-// The page's whole logic: submit a job, poll it, show the result. Talks only to this origin,
-// with the API key (kept in this browser's localStorage) as the API's bearer token.
+// The page's whole logic: list the faces of the picked video (POST /faces), submit a job with
+// its parameters, poll it, show the result beside the source, list the key's recent jobs.
+// Talks only to this origin, with the API key (kept in this browser's localStorage) as the
+// API's bearer token.
 "use strict";
 
 const KEY_STORE = "latentsync.apiKey";
@@ -8,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 
 let current = null; // the job being watched: {id, timer}
 let resultUrl = null; // the object URL of the shown result (released when a new job starts)
+let sourceUrl = null; // the object URL of the picked video, shown beside the result
+let scanId = null; // the face scan of the picked video
 
 function authHeaders() {
   const key = $("api-key").value.trim();
@@ -75,7 +79,118 @@ async function showResult(job) {
   $("download").download = `lipsync-${job.id}.mp4`;
   $("sync").textContent = describeSync(job.result && job.result.sync);
   $("notice").textContent = (job.result && job.result.notice) || "";
+  $("face-choice").textContent = describeFaceChoice(job.result && job.result.face);
   $("result").hidden = false;
+}
+
+// ---- faces of the picked video: thumbnails, a click chooses one (face=track:<id>) -------------
+function dataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader(); // a data: URL (the page's policy allows data: images only)
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+function markChosenFace() {
+  for (const button of document.querySelectorAll("#face-tracks .face")) {
+    button.setAttribute("aria-pressed", String($("face").value.trim() === `track:${button.dataset.track}`));
+  }
+}
+
+async function showTracks(scan) {
+  const list = $("face-tracks");
+  list.replaceChildren();
+  $("faces-status").textContent = scan.tracks.length
+    ? `${scan.tracks.length} faces found: click the one to lip-sync (default: the largest of each shot).`
+    : "No face found in this video.";
+  for (const track of scan.tracks) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "face";
+    button.dataset.track = String(track.id);
+    const img = document.createElement("img");
+    img.alt = `face ${track.id}`;
+    const label = document.createElement("span");
+    label.textContent = `#${track.id}, ${track.start.toFixed(1)}-${track.end.toFixed(1)} s`;
+    button.append(img, label);
+    button.addEventListener("click", () => {
+      $("face").value = `track:${track.id}`;
+      markChosenFace();
+    });
+    list.append(button);
+    img.src = await dataUrl(await (await api("GET", track.thumbnail_url)).blob()); // fetched with the key
+  }
+  markChosenFace();
+}
+
+async function pollScan(id) {
+  if (scanId !== id) return; // another video was picked meanwhile
+  try {
+    const scan = await (await api("GET", `/faces/${id}`)).json();
+    if (scanId !== id) return;
+    if (scan.status === "queued" || scan.status === "running") {
+      const pct = Math.round(scan.progress * 100);
+      $("faces-status").textContent = `Looking for faces: ${scan.status}, ${pct}%`;
+      setTimeout(() => pollScan(id), POLL_MS);
+    } else if (scan.status === "failed") {
+      $("faces-status").textContent = `Faces could not be listed: ${scan.error.code}: ${scan.error.message}`;
+    } else {
+      await showTracks(scan);
+    }
+  } catch (err) {
+    $("faces-status").textContent = `Faces could not be listed: ${err.message || err}`;
+  }
+}
+
+async function scanFaces() {
+  const file = $("video").files[0];
+  scanId = null;
+  $("face").value = "";
+  $("face-tracks").replaceChildren();
+  if (sourceUrl) URL.revokeObjectURL(sourceUrl);
+  sourceUrl = file ? URL.createObjectURL(file) : null;
+  $("source").src = sourceUrl || "";
+  $("faces").hidden = !file;
+  if (!file) return;
+  $("faces-status").textContent = "Looking for faces...";
+  const form = new FormData();
+  form.append("video", file);
+  try {
+    const scan = await (await api("POST", "/faces", form)).json();
+    scanId = scan.id;
+    pollScan(scan.id);
+  } catch (err) {
+    $("faces-status").textContent = `Faces could not be listed: ${err.message || err}`;
+  }
+}
+
+// ---- the key's recent jobs ----------------------------------------------------------------------
+async function listJobs() {
+  const list = $("job-list");
+  try {
+    const { jobs } = await (await api("GET", "/jobs?limit=10")).json();
+    list.replaceChildren(
+      ...jobs.map((job) => {
+        const item = document.createElement("li");
+        item.dataset.id = job.id;
+        const when = new Date(job.created_at * 1000).toLocaleString();
+        const face = job.params.face ? `, face ${job.params.face}` : "";
+        item.textContent = `${job.id.slice(0, 8)}: ${job.status} (${when}${face})`;
+        return item;
+      }),
+    );
+    if (!jobs.length) list.textContent = "No jobs yet.";
+  } catch (err) {
+    list.textContent = `Jobs cannot be listed: ${err.message || err}`;
+  }
+}
+
+function describeFaceChoice(face) {
+  if (!face) return "";
+  const shots = face.shots.map((s) => `shot ${s.shot}: ${s.track == null ? "no face" : `face ${s.track}`} (${s.reason})`);
+  return `Face ${face.face}: ${shots.join("; ")}`;
 }
 
 async function poll() {
@@ -97,6 +212,7 @@ async function poll() {
     $("submit").disabled = false;
     if (view.status === "succeeded") await showResult(view);
     if (view.error && view.status === "failed") showError(`${view.error.code}: ${view.error.message}`);
+    listJobs();
   } catch (err) {
     showError(String(err.message || err));
     if (current === job) job.timer = setTimeout(poll, POLL_MS * 4); // the service may be restarting
@@ -109,8 +225,20 @@ async function submit(event) {
   const form = new FormData();
   form.append("video", $("video").files[0]);
   form.append("audio", $("audio").files[0]);
-  if ($("steps").value) form.append("inference_steps", $("steps").value);
-  if ($("seed").value) form.append("seed", $("seed").value);
+  const fields = {
+    inference_steps: "steps",
+    guidance_scale: "guidance",
+    seed: "seed",
+    enable_deepcache: "deepcache",
+    sync_mode: "sync-mode",
+    sampler: "sampler",
+    quality: "quality",
+    face: "face",
+  };
+  for (const [name, id] of Object.entries(fields)) {
+    const value = $(id).value.trim();
+    if (value) form.append(name, value); // unset: the service's default
+  }
   $("submit").disabled = true;
   $("result").hidden = true;
   try {
@@ -123,6 +251,7 @@ async function submit(event) {
     $("job").hidden = false;
     $("cancel").hidden = false;
     poll();
+    listJobs();
   } catch (err) {
     showError(String(err.message || err));
     $("submit").disabled = false;
@@ -142,8 +271,15 @@ function init() {
   const key = $("api-key");
   key.value = localStorage.getItem(KEY_STORE) || "";
   key.addEventListener("input", () => localStorage.setItem(KEY_STORE, key.value.trim()));
+  key.addEventListener("change", () => {
+    listJobs();
+    if ($("video").files[0] && !scanId) scanFaces(); // picked before the key was typed
+  });
+  $("video").addEventListener("change", scanFaces);
+  $("face").addEventListener("input", markChosenFace);
   $("job-form").addEventListener("submit", submit);
   $("cancel").addEventListener("click", cancel);
+  listJobs();
 }
 
 document.addEventListener("DOMContentLoaded", init);
