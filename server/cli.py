@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from latentsync_core.data.cli import add_parser as add_preprocess_parser
+from latentsync_core.inference.stages import ProgressEvent
 from latentsync_core.training.cli import add_parser as add_train_parser
 from server.settings import Settings
 from server.worker_cli import add_parser as add_worker_parser
@@ -21,7 +22,8 @@ def _progress_printer() -> object:
 
     bars: dict[str, tqdm] = {}
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(event: ProgressEvent) -> None:
+        stage, done, total = event.stage.value, event.done, event.total
         bar = bars.get(stage)
         if bar is None:
             for other in bars.values():

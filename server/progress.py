@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
+from latentsync_core.inference.stages import ProgressEvent, ProgressFn
 from server.job_store import JobStore
 
 # Share of the whole job each stage stands for, for progress and ETA.
@@ -22,12 +22,13 @@ class ProgressBoard:
         self.store = store
         self.live: dict[str, dict[str, Any]] = {}
 
-    def begin(self, job_id: str) -> Callable[[str, int, int], None]:
+    def begin(self, job_id: str) -> ProgressFn:
         """The pipeline's progress callback for ``job_id``."""
         self.live[job_id] = {"stage": "probe", "progress": 0.0, "frames_done": 0, "frames_total": 0}
         last_persist = [0.0]
 
-        def report(stage: str, done: int, total: int) -> None:
+        def report(event: ProgressEvent) -> None:
+            stage, done, total = event.stage.value, event.done, event.total
             lo, hi = STAGE_SPAN.get(stage, (0.0, 1.0))
             fraction = lo + (hi - lo) * (done / total if total else 0.0)
             snap: dict[str, Any] = {"stage": stage, "progress": round(min(fraction, 1.0), 4)}

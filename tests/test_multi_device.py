@@ -163,7 +163,7 @@ def test_cancel_reaches_the_borrowed_device(
         with pytest.raises(Cancelled):
             home.run(
                 video, audio, tmp_path / "o.mkv", FAST, lender=lender,
-                progress=lambda s, d, t: seen.append(s),
+                progress=lambda e: seen.append(e.stage),
                 should_cancel=lambda: calls["helper"] >= 1,
             )  # fmt: skip
     finally:

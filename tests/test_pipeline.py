@@ -43,7 +43,7 @@ def speech(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_happy_path(pipeline: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path) -> None:
     stages = []
     out = tmp_path / "out.mp4"
-    result = pipeline.run(clip, speech, out, FAST, progress=lambda s, d, t: stages.append((s, d, t)))
+    result = pipeline.run(clip, speech, out, FAST, progress=lambda e: stages.append((e.stage, e.done, e.total)))
     info = probe(out)
     assert info.has_video and info.has_audio
     assert (info.width, info.height) == (W, H) and round(info.fps) == 25
@@ -147,7 +147,7 @@ def test_cancellation_stops_and_cleans_up(pipeline: LipSyncPipeline, clip: Path,
             speech,
             tmp_path / "o.mp4",
             FAST,
-            progress=lambda s, d, t: seen.append(s),
+            progress=lambda e: seen.append(e.stage),
             should_cancel=lambda: "denoise" in seen,
             work_dir=work,
         )

@@ -18,6 +18,7 @@ import torch
 from latentsync_core.errors import CodedError, MediaError
 from latentsync_core.frame_store import FrameStore
 from latentsync_core.inference.context import JobContext
+from latentsync_core.inference.stages import Stage
 from latentsync_core.inference.template_cache import Template
 from latentsync_core.job_disk import needs_frame_store
 from latentsync_core.media.probe import MediaInfo
@@ -146,7 +147,7 @@ class SourcePlanner:
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
                     boxes.append(tuple(face.box) if face is not None else (np.nan,) * 4)
                     if len(matrices) % 8 == 0:
-                        ctx.report("detect", len(matrices), min(estimate, n_out))
+                        ctx.report(Stage.DETECT, len(matrices), min(estimate, n_out))
                         ctx.check_cancelled()
                 complete = len(matrices) < n_out  # the stream ended first: this is every frame
                 errors = reader.errors
@@ -164,7 +165,7 @@ class SourcePlanner:
             raise
         has_face = np.array([m is not None for m in matrices])
         raw = np.stack([m if m is not None else np.full((2, 3), np.nan, np.float32) for m in matrices])
-        ctx.report("detect", len(matrices), len(matrices))
+        ctx.report(Stage.DETECT, len(matrices), len(matrices))
         return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw,
                           np.array(boxes, np.float32).reshape(-1, 4), complete)  # fmt: skip
 
@@ -177,7 +178,7 @@ class SourcePlanner:
             raise no_face_error()
         raw = template.matrices[:n_src].copy()
         store = _store_frames(ctx, info, n_src) if n_out > n_src else None
-        ctx.report("detect", n_src, n_src)
+        ctx.report(Stage.DETECT, n_src, n_src)
         boxes = template.boxes[:n_src].copy()
         return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, boxes, template.complete)
 
