@@ -17,8 +17,8 @@ from pathlib import Path
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.stages import ProgressEvent
-from latentsync_core.loading import load_models
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+from latentsync_core.models.loading import load_models
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -53,7 +53,7 @@ def _bounded(name: str, cast: type) -> Callable[[str], Any]:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from latentsync_core.errors import CodedError
+    from latentsync_core.common.errors import CodedError
     from latentsync_core.inference import LipSyncParams, build_pipeline
     from latentsync_core.inference.compile_cache import CompileArtifacts
 
@@ -89,7 +89,7 @@ def cmd_sync_score(args: argparse.Namespace) -> int:
     """Offset, LSE-C and LSE-D of a video's main face against its speech (SyncNetV2)."""
     import json
 
-    from latentsync_core.errors import CodedError
+    from latentsync_core.common.errors import CodedError
     from latentsync_core.sync import load_syncnet_v2, score_video
     from latentsync_core.sync.plot import write_plot
     from latentsync_core.weights.official import MissingWeightsError

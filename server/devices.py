@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from server.lifecycle import JobStatus
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from latentsync_core.errors import MediaError
-from latentsync_core.job_disk import DiskEstimate
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs
+from latentsync_core.storage.job_disk import DiskEstimate
 from server.deps import CallerDep, JobDep, ServiceDep, require_api_key
 from server.errors import APIError
 from server.job_store import Job

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latentsync_core.errors import Cancelled, CodedError
+from latentsync_core.common.errors import Cancelled, CodedError
 from server.job_store import Job, JobStore
 from server.lifecycle import JobLifecycle, JobStatus
 from server.metrics import Metrics

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 log = logging.getLogger("latentsync.worker")
 

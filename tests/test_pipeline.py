@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync_core.errors import Cancelled, CodedError, MediaError
+from latentsync_core.common.errors import Cancelled, CodedError, MediaError
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline, PipelineOptions, build_pipeline, ping_pong_index
 from latentsync_core.inference.template_cache import TemplateCache
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe
 from latentsync_core.models import DeepCacheState
+from latentsync_core.models.loading import ModelBundle, load_models
 from tests.media_helpers import make_audio, make_clip, read_frames
 
 FAST = LipSyncParams(inference_steps=2)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from latentsync_core.config import ConfigError
+from latentsync_core.configs.loader import ConfigError
 from latentsync_core.data.config import DEFAULT_PREPROCESS_CONFIG, PreprocessConfig, load_preprocess_config, parse_gpus
 from latentsync_core.data.fileslists import assign_splits
 from latentsync_core.data.hyper_iqa import HyperIQA, load_hyper_iqa, preprocess

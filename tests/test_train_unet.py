@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
-from latentsync_core.loading import load_models
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.models.checkpoint import load_unet_checkpoint
+from latentsync_core.models.loading import load_models
 from latentsync_core.models.unet import UNet3DConditionModel
 from latentsync_core.training import cli
 from latentsync_core.training.distributed import init_distributed

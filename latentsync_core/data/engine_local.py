@@ -19,7 +19,7 @@ from latentsync_core.data.config import PreprocessConfig, parse_gpus
 from latentsync_core.data.items import Task
 from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.data.workers import init_cpu_worker, init_device_worker, run_task, warm_up
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 
 def resolve_devices(cfg: PreprocessConfig) -> list[str]:

@@ -26,7 +26,7 @@ from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.data.segments import plan_segments
 from latentsync_core.data.tasks import clip_task, source_task
 from latentsync_core.data.workers import execute
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 # Memory a source task reserves (ffmpeg transcoding a 1080p source peaks near this). It also
 # keeps Ray Data from fusing the CPU stages into the device actors (fusion needs equal

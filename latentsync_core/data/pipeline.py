@@ -22,7 +22,7 @@ from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.report import build_report, write_report
 from latentsync_core.data.scheduler import Scheduler
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 log = logging.getLogger(__name__)
 PIPELINE_VERSION = "1"  # bump when stage code changes what it produces

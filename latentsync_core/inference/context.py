@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from latentsync_core.errors import Cancelled
+from latentsync_core.common.errors import Cancelled
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.stages import ProgressEvent, ProgressFn, Stage
 from latentsync_core.media.input_file import InputFile

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 # name -> (min, max), both inclusive.
 PARAM_BOUNDS: Mapping[str, tuple[int | float, int | float]] = MappingProxyType(

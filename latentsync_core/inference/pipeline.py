@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
-from latentsync_core.background import Prefetch
-from latentsync_core.errors import MediaError
+from latentsync_core.common.background import Prefetch
+from latentsync_core.common.errors import MediaError
 from latentsync_core.inference.compile_cache import CompileArtifacts, artifact_key, environment_key_fields
 from latentsync_core.inference.conditioning import load_mask, with_aligned_faces
 from latentsync_core.inference.context import CancelFn, JobContext, open_job
@@ -42,11 +42,11 @@ from latentsync_core.inference.stages import ProgressFn, Stage
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
 from latentsync_core.inference.window import DeviceModels, JobWindows
 from latentsync_core.inference.window_split import DeviceLender, run_windows
-from latentsync_core.loading import ModelBundle
 from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
 from latentsync_core.media.video_io import FPS
+from latentsync_core.models.loading import ModelBundle
 from latentsync_core.sync.stream import SyncTap
 from latentsync_core.vision.face_detection import default_detect_workers
 from latentsync_core.weights.demo import DEMO_NOTICE

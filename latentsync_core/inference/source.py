@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError, MediaError
-from latentsync_core.frame_store import FrameStore
+from latentsync_core.common.errors import CodedError, MediaError
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.stages import Stage
 from latentsync_core.inference.template_cache import Template
-from latentsync_core.job_disk import needs_frame_store
 from latentsync_core.media.probe import MediaInfo
 from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.storage.frame_store import FrameStore
+from latentsync_core.storage.job_disk import needs_frame_store
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import FaceDetector
 from latentsync_core.vision.strided_detection import DEFAULT_MAX_MOTION, detect_strided

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from latentsync_core.config import SchedulerConfig
+from latentsync_core.configs.scheduler import SchedulerConfig
 from latentsync_core.inference.composite import Compositor, to_host
 from latentsync_core.inference.conditioning import Conditioner
 from latentsync_core.inference.context import JobContext

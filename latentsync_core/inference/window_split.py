@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from latentsync_core.errors import Cancelled
+from latentsync_core.common.errors import Cancelled
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.source import Window
 from latentsync_core.inference.stages import Stage

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.ffmpeg_bin import input_arg
 from latentsync_core.media.input_file import display_name, held_open
 

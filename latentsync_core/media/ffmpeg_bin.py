@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.input_file import descriptor_of, inherited_fds
 
 __all__ = ["MediaError", "capped", "ffmpeg_exe", "ffprobe_exe", "input_arg", "run_ffmpeg"]

@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from latentsync_core.errors import CodedError, MediaError
+from latentsync_core.common.errors import CodedError, MediaError
 from latentsync_core.media.probe import MediaInfo, probe_video
 from latentsync_core.media.video_io import FPS, FrameReader
 from latentsync_core.vision.face_detection import FaceDetector, default_detect_workers, detect_in_order

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.media.audio_io import SAMPLE_RATE, load_audio, to_int16
 from latentsync_core.media.probe import probe_audio, probe_video
 from latentsync_core.models.syncnet_v2 import SyncNetV2

@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.syncnet import SyncNetConfig
 from latentsync_core.data.layout import Layout, write_text_atomic, writing
-from latentsync_core.errors import CodedError
 from latentsync_core.models.checkpoint import CheckpointError, read_checkpoint
 from latentsync_core.models.stable_syncnet import StableSyncNet
-from latentsync_core.syncnet_config import SyncNetConfig
 from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset, read_fileslist
 
 log = logging.getLogger(__name__)

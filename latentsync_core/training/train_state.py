@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentsync_core.common.errors import CodedError
 from latentsync_core.data.layout import writing
-from latentsync_core.errors import CodedError
 
 FORMAT = "latentsync-unet-train-state/1"
 _STATE_RE = re.compile(r"^state-(\d+)\.pt$")

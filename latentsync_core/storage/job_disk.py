@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from latentsync_core.frame_store import max_frame_bytes
 from latentsync_core.media.video_io import FPS
+from latentsync_core.storage.frame_store import max_frame_bytes
 
 # The source plan keeps frames when the output may be longer than this many frames less
 # than the probe's count (a probe can over-state a video's length by a little).
