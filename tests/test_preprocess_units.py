@@ -18,7 +18,7 @@ from latentsync_core.configs.loader import ConfigError
 from latentsync_core.data.config import DEFAULT_PREPROCESS_CONFIG, PreprocessConfig, load_preprocess_config, parse_gpus
 from latentsync_core.data.fileslists import assign_splits
 from latentsync_core.data.hyper_iqa import HyperIQA, load_hyper_iqa, preprocess
-from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task, source_id
+from latentsync_core.data.items import Outcome, Task, source_id
 from latentsync_core.data.layout import Layout, writing
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
@@ -27,6 +27,7 @@ from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_lossless
 from latentsync_core.data.segments import plan_segments
 from latentsync_core.data.sync_stage import apply_offset, shift_plan, sync_decision, sync_segment
+from latentsync_core.media.constants import SAMPLES_PER_FRAME
 from latentsync_core.models.checkpoint import CheckpointError
 
 # ---------------------------------------------------------------------------------- config

@@ -8,10 +8,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
-
 # Stage number -> name; stages 1-3 work on source files, 4-7 on segments (clips).
 STAGES: dict[int, str] = {
     1: "check",

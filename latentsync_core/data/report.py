@@ -12,7 +12,8 @@ from collections import Counter
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, STAGES
+from latentsync_core.media.constants import FPS
+from latentsync_core.data.items import STAGES
 from latentsync_core.data.layout import Layout, writing
 from latentsync_core.data.manifest import Manifest
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.data.items import FPS, SAMPLE_RATE
+from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.data.layout import writing
 from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg

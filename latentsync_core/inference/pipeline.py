@@ -43,9 +43,10 @@ from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCa
 from latentsync_core.inference.window import DeviceModels, JobWindows
 from latentsync_core.inference.window_split import DeviceLender, run_windows
 from latentsync_core.media.audio_io import load_audio, to_int16
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.limits import MediaLimits
-from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
-from latentsync_core.media.video_io import FPS
+from latentsync_core.media.probe import probe_audio, probe_video
 from latentsync_core.models.loading import ModelBundle
 from latentsync_core.sync.stream import SyncTap
 from latentsync_core.vision.face_detection import default_detect_workers

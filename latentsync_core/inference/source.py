@@ -19,8 +19,9 @@ from latentsync_core.common.errors import CodedError, MediaError
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.stages import Stage
 from latentsync_core.inference.template_cache import Template
-from latentsync_core.media.probe import MediaInfo
-from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
+from latentsync_core.media.video_io import FrameReader
 from latentsync_core.storage.frame_store import FrameStore
 from latentsync_core.storage.job_disk import needs_frame_store
 from latentsync_core.vision.alignment import FaceAligner

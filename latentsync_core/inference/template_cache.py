@@ -32,13 +32,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from latentsync_core.inference.source import SourcePlan
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +113,15 @@ class Template:
         """Can a job with ``n_out`` output frames use it (the plain path reads at most
         ``n_out`` frames, and loops only over a whole video)?"""
         return self.complete or self.count >= n_out
+
+
+class PlannedSource(Protocol):
+    """What a template is made of, as a job's source plan (``source.SourcePlan``) has it."""
+
+    raw_matrices: np.ndarray  # (F, 2, 3) float32, NaN where no face
+    has_face: np.ndarray  # (F,) bool
+    boxes: np.ndarray  # (F, 4) float32 face boxes, NaN where no face
+    complete: bool  # F is every frame of the video
 
 
 class TemplateCache:
@@ -276,7 +282,7 @@ class TemplateSession:
                 return fresh
         return from_numpy(self._rows[src_idx], self._dtype).to(device)
 
-    def publish(self, plan: SourcePlan) -> dict | None:
+    def publish(self, plan: PlannedSource) -> dict | None:
         """After a successful job: what the cache did (``{"key", "used", "stored"}``), or
         None without a cache."""
         return None
@@ -299,7 +305,7 @@ class CacheSession(TemplateSession):
         self._staging = self.cache.staging()
         return self._staging
 
-    def publish(self, plan: SourcePlan) -> dict | None:
+    def publish(self, plan: PlannedSource) -> dict | None:
         state = {"key": self.key, "used": self.template is not None, "stored": False}
         if self._staging is not None and self._known is not None and self._known.all():
             self._rows.flush()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from latentsync_core.media.constants import SAMPLE_RATE
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import MediaError, ffmpeg_exe
 from latentsync_core.media.input_file import display_name, held_open, inherited_fds
 from latentsync_core.media.limits import AUDIO_SLACK_S, audio_too_long
 
-SAMPLE_RATE = 16000
 _CHUNK = 1 << 16
 
 

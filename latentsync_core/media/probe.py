@@ -9,30 +9,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import MediaError, capped, ffmpeg_exe, ffprobe_exe
+from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.input_file import InputFile, display_name, held_open, inherited_fds
 from latentsync_core.media.limits import MediaLimits
 
 DEFAULT_LIMITS = MediaLimits()
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    container: str
-    duration: float  # seconds, 0 when unknown
-    has_video: bool
-    has_audio: bool
-    width: int = 0  # displayed size (after rotation)
-    height: int = 0
-    fps: float = 0.0
-    rotation: int = 0  # degrees, as stored in the file's display matrix
-    audio_sample_rate: int = 0
-    video_codec: str = ""
-    audio_codec: str = ""
 
 
 def probe(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:

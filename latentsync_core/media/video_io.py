@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from latentsync_core.media.constants import FPS
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, run_ffmpeg
 from latentsync_core.media.input_file import inherited_fds
 from latentsync_core.media.limits import video_too_long
-
-FPS = 25
 
 
 class FrameReader:
