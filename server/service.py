@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from server.devices import DevicePool, device_options, host_name, resolve_devices
+from latentsync_core.common.devices import resolve_devices
+from server.devices import DevicePool, device_options, host_name
 from server.errors import APIError
 from server.job_store import Job, JobStore
 from server.lifecycle import JobLifecycle, JobStatus

@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from server.devices import resolve_devices
+    from latentsync_core.common.devices import resolve_devices
     from server.settings import Settings
 
     settings = Settings()

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.media.constants import SAMPLES_PER_FRAME
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import SegmentReader, read_wav_slice, write_lossless
+from latentsync_core.media.constants import SAMPLES_PER_FRAME
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import Face, detect_in_order
 

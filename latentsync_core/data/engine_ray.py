@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict
 from typing import Any
 
+from latentsync_core.common.errors import CodedError
 from latentsync_core.data.config import PreprocessConfig, parse_gpus
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.layout import Layout
@@ -26,7 +27,6 @@ from latentsync_core.data.scheduler import Scheduler
 from latentsync_core.data.segments import plan_segments
 from latentsync_core.data.tasks import clip_task, source_task
 from latentsync_core.data.workers import execute
-from latentsync_core.common.errors import CodedError
 
 # Memory a source task reserves (ffmpeg transcoding a 1080p source peaks near this). It also
 # keeps Ray Data from fusing the CPU stages into the device actors (fusion needs equal

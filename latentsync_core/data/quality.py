@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.layout import writing
 from latentsync_core.data.segment_io import read_all_frames
+from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 
 HYPERIQA_FILE = "koniq_pretrained.pkl"

@@ -12,10 +12,10 @@ from collections import Counter
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.media.constants import FPS
 from latentsync_core.data.items import STAGES
 from latentsync_core.data.layout import Layout, writing
 from latentsync_core.data.manifest import Manifest
+from latentsync_core.media.constants import FPS
 
 UNITS = {1: "files", 2: "files", 3: "files", 4: "shots -> segments", 5: "segments", 6: "segments", 7: "segments"}
 

@@ -4,18 +4,16 @@ intermediates (FFV1 + FLAC in Matroska, so no stage adds a generation of compres
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import wave
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.data.layout import writing
 from latentsync_core.media.audio_io import load_audio, to_int16
-from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg
+from latentsync_core.media.constants import FPS, SAMPLE_RATE
+from latentsync_core.media.ffmpeg_bin import input_arg
 from latentsync_core.media.video_io import FrameReader, VideoWriter
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import cv2
 
+from latentsync_core.common.errors import MediaError
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.layout import part_path, publish, remove
 from latentsync_core.data.segment_io import wav_samples
-from latentsync_core.common.errors import MediaError
+from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.probe import probe
 from latentsync_core.media.video_io import FrameReader

@@ -46,7 +46,7 @@ from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.constants import FPS
 from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.limits import MediaLimits
-from latentsync_core.media.probe import probe_audio, probe_video
+from latentsync_core.media.probe import probe_inputs
 from latentsync_core.models.loading import ModelBundle
 from latentsync_core.sync.stream import SyncTap
 from latentsync_core.vision.face_detection import default_detect_workers
@@ -241,7 +241,8 @@ class LipSyncPipeline:
             ) as ctx,
             ExitStack() as job,
         ):
-            video = self._check_inputs(ctx)
+            with ctx.stage(Stage.PROBE):
+                video, _ = probe_inputs(ctx.video_path, ctx.audio_path, ctx.limits)
             samples, features, n_out = self._encode_audio(ctx)
             session, plan = self._plan_source(ctx, job, video, n_out)
             tap = SyncTap(self.syncnet, self.syncnet.weights_label, plan.output_boxes(n_out)) if self.syncnet else None
@@ -255,15 +256,6 @@ class LipSyncPipeline:
             result = self._result(ctx, output, plan, n_out, session.publish(plan), sync)
             result.lanes = lanes
             return result
-
-    def _check_inputs(self, ctx: JobContext) -> MediaInfo:
-        with ctx.stage(Stage.PROBE):
-            video = probe_video(ctx.video_path, ctx.limits)
-            audio = probe_audio(ctx.audio_path, ctx.limits)
-            ctx.limits.check_video(video)
-            ctx.limits.check_audio(audio)
-            ctx.limits.check_disk(video, audio)
-        return video
 
     def _encode_audio(self, ctx: JobContext) -> tuple[np.ndarray, torch.Tensor, int]:
         """The speech, its Whisper features, and the number of output frames they give."""

@@ -46,19 +46,28 @@ def probe_audio(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> Media
     return info
 
 
-def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
-    """What a job needs before it is queued: a video stream within the pixel limit, an
-    audio stream, durations (as the containers state them) within their limits, some
-    audio, and a worst-case disk need within its limit. Runs ffprobe: call it off any
-    event loop."""
-    with InputFile(video, limits.follow_symlinks) as v, InputFile(audio, limits.follow_symlinks) as a:
-        vinfo = probe_video(v.path, limits)
-        ainfo = probe_audio(a.path, limits)
+def probe_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
+    """A job's two inputs, probed and held to ``limits``: a video stream within the pixel
+    limit, an audio stream, durations (as the containers state them) within their limits
+    and a worst-case disk need within its limit. The one check of a job's inputs, made
+    before it is queued (``check_inputs``) and again when it runs (the pipeline's probe
+    stage, on the inputs it holds open)."""
+    vinfo = probe_video(video, limits)
+    ainfo = probe_audio(audio, limits)
     limits.check_video(vinfo)
     limits.check_audio(ainfo)
+    limits.check_disk(vinfo, ainfo)
+    return vinfo, ainfo
+
+
+def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
+    """What a job needs before it is queued: its inputs opened as ``limits`` allow
+    (``InputFile``), ``probe_inputs``, and some audio as the container states it (the
+    pipeline checks the decoded samples). Runs ffprobe: call it off any event loop."""
+    with InputFile(video, limits.follow_symlinks) as v, InputFile(audio, limits.follow_symlinks) as a:
+        vinfo, ainfo = probe_inputs(v.path, a.path, limits)
     if ainfo.duration <= 0.01:
         raise MediaError("EMPTY_AUDIO", "the audio track is empty")
-    limits.check_disk(vinfo, ainfo)
     return vinfo, ainfo
 
 
