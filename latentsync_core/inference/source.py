@@ -92,8 +92,14 @@ class SourcePlan:
                     frames = np.stack(self.store.get_many([int(i) for i in src_idx]))
                 else:
                     frames = np.stack([_next_frame(reader) for _ in src_idx])
-                yield Window(start, count, src_idx, torch.from_numpy(frames),
-                             torch.from_numpy(self.matrices[src_idx]), self.has_face[src_idx])  # fmt: skip
+                yield Window(
+                    start,
+                    count,
+                    src_idx,
+                    torch.from_numpy(frames),
+                    torch.from_numpy(self.matrices[src_idx]),
+                    self.has_face[src_idx],
+                )
         finally:
             if reader is not None:
                 reader.close()
@@ -115,8 +121,14 @@ class SourcePlanner:
     between where the face moved at most ``max_motion`` px (``detect_strided``); 1 detects
     every frame."""
 
-    def __init__(self, detector: FaceDetector, resolution: int, detect_workers: int, detect_stride: int = 1,
-                 max_motion: float = DEFAULT_MAX_MOTION):  # fmt: skip
+    def __init__(
+        self,
+        detector: FaceDetector,
+        resolution: int,
+        detect_workers: int,
+        detect_stride: int = 1,
+        max_motion: float = DEFAULT_MAX_MOTION,
+    ):
         self.detector, self.resolution, self.detect_workers = detector, resolution, detect_workers
         self.detect_stride, self.max_motion = detect_stride, max_motion
 
@@ -140,8 +152,9 @@ class SourcePlanner:
             max_frames = ctx.limits.max_video_frames(FPS)
             with FrameReader(ctx.video_path, info.width, info.height, max_frames=max_frames) as reader:
                 frames = itertools.islice(reader, n_out)  # frames past the output's length are never shown
-                detected = detect_strided(self.detector, frames, self.detect_workers, self.detect_stride,
-                                          self.max_motion)  # fmt: skip
+                detected = detect_strided(
+                    self.detector, frames, self.detect_workers, self.detect_stride, self.max_motion
+                )
                 for frame, face in detected:
                     if store is not None:
                         store.append(frame)
@@ -167,8 +180,15 @@ class SourcePlanner:
         has_face = np.array([m is not None for m in matrices])
         raw = np.stack([m if m is not None else np.full((2, 3), np.nan, np.float32) for m in matrices])
         ctx.report(Stage.DETECT, len(matrices), len(matrices))
-        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw,
-                          np.array(boxes, np.float32).reshape(-1, 4), complete)  # fmt: skip
+        return SourcePlan(
+            info,
+            _fill_missing(raw, has_face),
+            has_face,
+            store,
+            raw,
+            np.array(boxes, np.float32).reshape(-1, 4),
+            complete,
+        )
 
     def _from_template(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template) -> SourcePlan:
         """The plan the detection pass would give: the same frames (the first ``n_out``, or

@@ -173,8 +173,12 @@ class TemplateCache:
         """Publish a staged entry (its ``moments.npy`` already written); False when it is
         larger than the whole cache, which then keeps nothing of it."""
         try:
-            np.savez(folder / "arrays.npz", matrices=matrices.astype(np.float32), has_face=has_face.astype(bool),
-                     boxes=boxes.astype(np.float32))  # fmt: skip
+            np.savez(
+                folder / "arrays.npz",
+                matrices=matrices.astype(np.float32),
+                has_face=has_face.astype(bool),
+                boxes=boxes.astype(np.float32),
+            )
             (folder / "meta.json").write_text(
                 json.dumps({"format": FORMAT, "complete": complete, "frames": len(has_face), "created": time.time()})
             )

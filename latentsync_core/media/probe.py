@@ -73,8 +73,13 @@ def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> t
 
 def _run_probe(cmd: list[str], path: Path, limits: MediaLimits) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(capped(cmd, limits.probe_memory_mb << 20), capture_output=True,
-                              timeout=limits.probe_timeout_s, check=False, pass_fds=inherited_fds(cmd))  # fmt: skip
+        return subprocess.run(
+            capped(cmd, limits.probe_memory_mb << 20),
+            capture_output=True,
+            timeout=limits.probe_timeout_s,
+            check=False,
+            pass_fds=inherited_fds(cmd),
+        )
     except subprocess.TimeoutExpired as exc:
         raise MediaError(
             "PROBE_FAILED", f"{display_name(path)} could not be probed within {limits.probe_timeout_s:.0f} s"
@@ -82,8 +87,8 @@ def _run_probe(cmd: list[str], path: Path, limits: MediaLimits) -> subprocess.Co
 
 
 def _probe_ffprobe(ffprobe: str, path: Path, limits: MediaLimits) -> MediaInfo:
-    cmd = [ffprobe, "-v", "error", "-threads", "1", "-print_format", "json", "-show_format", "-show_streams",
-           *input_args(path)]  # fmt: skip
+    cmd = [ffprobe, "-v", "error", "-threads", "1", "-print_format", "json", "-show_format", "-show_streams"]
+    cmd += input_args(path)
     proc = _run_probe(cmd, path, limits)
     if proc.returncode != 0:
         raise MediaError("INVALID_MEDIA", f"{display_name(path)} is not a readable media file")
