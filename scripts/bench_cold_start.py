@@ -34,14 +34,14 @@ def phase(weights: Path, artifacts: Path, launched: float) -> dict:
     ``launched``: the parent's clock (time.time) just before it started this process."""
     import torch
 
-    import latentsync_core.loading
+    import latentsync_core.models.loading
     from latentsync_core.inference import LipSyncPipeline
     from latentsync_core.inference.compile_cache import CompileArtifacts
     from latentsync_core.inference.runners import AccelOptions
-    from latentsync_core.loading import load_models
+    from latentsync_core.models.loading import load_models
 
     # The face detector plays no part in compiling; the GPU image lacks dlib's 100 MB model.
-    latentsync_core.loading.make_face_detector = lambda *a, **k: None
+    latentsync_core.models.loading.make_face_detector = lambda *a, **k: None
     t_load = time.perf_counter()
     models = load_models("official", weights, weights / "cache", device="cuda")
     pipe = LipSyncPipeline(models, accel=AccelOptions.for_device(models.device))

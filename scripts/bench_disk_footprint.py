@@ -18,12 +18,12 @@ import threading
 from pathlib import Path
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
-from latentsync_core.job_disk import estimate_job_disk
-from latentsync_core.loading import load_models
+from latentsync_core.media.constants import FPS
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+from latentsync_core.models.loading import load_models
+from latentsync_core.storage.job_disk import estimate_job_disk
 
 ROOT = Path(__file__).resolve().parent.parent
-FPS = 25
 
 
 def _sizes(folder: Path) -> dict[str, int]:

@@ -39,8 +39,8 @@ import torch
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions
 from latentsync_core.inference.template_cache import TemplateCache
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg, run_ffmpeg
+from latentsync_core.models.loading import ModelBundle, load_models
 from latentsync_core.sync.video import load_syncnet_v2
 from latentsync_core.vision.recorded_faces import RecordedFaceDetector
 from scripts.bench_e2e_gpu import compare, fallbacks, flops_per_frame, frame_diff, unet_flops, write_weights

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.video_io import FrameReader
 from latentsync_core.models import DeepCacheState
+from latentsync_core.models.loading import ModelBundle, load_models
 from latentsync_core.models.unet import DEEPCACHE_INTERVAL
 from latentsync_core.vision.face_detection import FaceDetector
 from latentsync_core.weights.random_weights import write_random_unet_checkpoint, write_random_whisper_checkpoint

@@ -31,11 +31,11 @@ from typing import TypeVar
 import torch
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
-from latentsync_core.loading import load_models
 from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.models.loading import load_models
 from latentsync_core.sync.speaker import SyncNetSpeakerScorer, speaker_confidences
 from latentsync_core.sync.video import load_syncnet_v2
 from latentsync_core.vision.face_detection import detect_in_order, make_face_detector

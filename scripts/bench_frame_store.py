@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from latentsync_core.frame_store import FrameStore
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.storage.frame_store import FrameStore
 
 ROOT = Path(__file__).resolve().parent.parent
 W, H = 1080, 1920

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.models import DeepCacheState, UNet3DConditionModel, load_unet_checkpoint
 from scripts.bench_table import print_table
 

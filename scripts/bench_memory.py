@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
-from latentsync_core.loading import load_models
+from latentsync_core.inference.stages import ProgressEvent
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+from latentsync_core.models.loading import load_models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,11 +39,11 @@ def main() -> None:
         rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         last = [0.0]
 
-        def progress(stage: str, done: int, total: int) -> None:
+        def progress(event: ProgressEvent) -> None:
             if time.time() - last[0] > 30:
                 last[0] = time.time()
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                print(f"  {stage} {done}/{total}  peak RSS so far {rss:.0f} MiB", flush=True)
+                print(f"  {event.stage} {event.done}/{event.total}  peak RSS so far {rss:.0f} MiB", flush=True)
 
         t0 = time.time()
         result = LipSyncPipeline(models).run(

@@ -50,10 +50,10 @@ SD_VAE = {  # stabilityai/sd-vae-ft-mse's config.json
 def run_variant(config: str, name: str, steps: int, loss_networks: bool, extra: list[str]) -> dict:
     import torch
 
-    from latentsync_core.config import load_unet_config
+    from latentsync_core.configs.syncnet import load_syncnet_config
+    from latentsync_core.configs.unet import load_unet_config
     from latentsync_core.models.stable_syncnet import StableSyncNet
     from latentsync_core.models.unet import UNet3DConditionModel
-    from latentsync_core.syncnet_config import load_syncnet_config
     from latentsync_core.training.distributed import DistInfo
     from latentsync_core.training.unet_models import WeightSource
     from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer

@@ -16,7 +16,8 @@ import os
 
 import torch
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.models import DeepCacheState
 from scripts.bench_attention import attention_rows

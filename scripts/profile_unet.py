@@ -12,7 +12,8 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.inference.runners import AccelOptions, UNetRunner
 from scripts.bench_gpu import FRAMES, random_unet, timed
 

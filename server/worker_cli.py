@@ -11,10 +11,10 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 if TYPE_CHECKING:
-    from server.runners.devices import DeviceSpec
+    from latentsync_core.common.devices import DeviceSpec
     from server.settings import Settings
 
 log = logging.getLogger("latentsync.worker")
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from server.runners.devices import resolve_devices
+    from latentsync_core.common.devices import resolve_devices
     from server.settings import Settings
 
     settings = Settings()

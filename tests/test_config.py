@@ -3,14 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from latentsync_core.config import (
-    CONFIG_DIR,
-    ConfigError,
-    load_audio_config,
-    load_scheduler_config,
-    load_unet_config,
-    to_dict,
-)
+from latentsync_core.configs.audio import load_audio_config
+from latentsync_core.configs.loader import CONFIG_DIR, ConfigError, to_dict
+from latentsync_core.configs.scheduler import load_scheduler_config
+from latentsync_core.configs.unet import load_unet_config
 
 UNET_CONFIGS = ["stage1.yaml", "stage1_512.yaml", "stage2.yaml", "stage2_512.yaml", "stage2_efficient.yaml"]
 

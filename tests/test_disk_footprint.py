@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync_core.errors import CodedError
-from latentsync_core.frame_store import FrameStore, max_frame_bytes
+from latentsync_core.common.errors import CodedError
 from latentsync_core.inference.source import SourcePlan, ping_pong_index
-from latentsync_core.job_disk import MOMENT_BYTES_PER_FRAME, estimate_job_disk
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs, probe_audio, probe_video
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.storage.frame_store import FrameStore
+from latentsync_core.storage.job_disk import MOMENT_BYTES_PER_FRAME, estimate_job_disk, max_frame_bytes
 from tests.media_helpers import make_audio, make_clip
 from tests.server_helpers import ServerProcess
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.evaluation.cli import main as eval_main
 from latentsync_core.evaluation.frechet import feature_distance, frechet_distance, gaussian_stats
 from latentsync_core.evaluation.i3d import I3DFeatures, fvd_window
@@ -247,9 +247,9 @@ data: {num_frames: 5, resolution: 16, num_val_samples: 24, lower_half: true}
 def test_syncnet_accuracy_counts_the_windows_it_classifies(tmp_path, capsys):
     """The command's counts equal the classification of the same seeded windows done here
     with the network and the dataset directly; a missing checkpoint is a coded error."""
+    from latentsync_core.configs.syncnet import load_syncnet_config
     from latentsync_core.media.video_io import VideoWriter
     from latentsync_core.models.stable_syncnet import StableSyncNet, load_stable_syncnet
-    from latentsync_core.syncnet_config import load_syncnet_config
     from latentsync_core.training.syncnet_dataset import SyncNetDataset
     from latentsync_core.training.syncnet_trainer import visual_input
 

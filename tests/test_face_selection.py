@@ -20,14 +20,14 @@ import pytest
 import torch
 
 from latentsync_core.audio import mfcc
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.context import open_job
 from latentsync_core.inference.face_choice import check_selection, choose_faces
 from latentsync_core.inference.face_selection import FaceSelection, check_point_in_video, parse_face
 from latentsync_core.inference.selected_source import plan_selected_source
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe_video
+from latentsync_core.models.loading import ModelBundle, load_models
 from latentsync_core.sync.speaker import SyncNetSpeakerScorer, speaker_confidences
 from latentsync_core.vision.face_detection import make_face_detector
 from latentsync_core.vision.face_tracks import FaceTracks, track_faces

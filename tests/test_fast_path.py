@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync_core.background import Drain, Prefetch
+from latentsync_core.common.background import Drain, Prefetch
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.models.loading import ModelBundle, load_models
 from latentsync_core.sync import load_syncnet_v2
 from latentsync_core.vision.face_detection import detect_in_order
 from tests.media_helpers import make_audio, make_clip, read_frames

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.audio_io import load_audio
 from latentsync_core.media.container import detect_demuxer
 from latentsync_core.media.ffmpeg_bin import capped, run_ffmpeg

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline, ping_pong_index
 from latentsync_core.inference.length_modes import SYNC_MODES, frames_to_read, plan_length
-from latentsync_core.loading import load_models
 from latentsync_core.media.audio_io import load_audio
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+from latentsync_core.models.loading import load_models
 from tests.face_media import DEMO_AUDIO, SIDE, square_frames, write_lossless
 from tests.media_helpers import read_frames
 

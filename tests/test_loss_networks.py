@@ -13,7 +13,7 @@ import pytest
 import torch
 from reference_data import DATA, load
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.models.videomae import VIT_G_SSV2, VideoMAEConfig, VideoMAEEncoder, parameter_count
 from latentsync_core.training.lpips import LPIPSLoss, pack_lpips_weights
 from latentsync_core.training.trepa import TREPALoss

@@ -17,13 +17,13 @@ import pytest
 import torch
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-from latentsync_core.errors import Cancelled
+from latentsync_core.common.errors import Cancelled
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.conditioning import sample_latents
 from latentsync_core.inference.denoise import WindowNoise
 from latentsync_core.inference.pipeline import LipSyncResult
-from latentsync_core.loading import load_models
 from latentsync_core.media.probe import probe_video
+from latentsync_core.models.loading import load_models
 from tests.media_helpers import make_audio, make_clip, read_frames
 from tests.server_helpers import ServerProcess
 
@@ -163,7 +163,7 @@ def test_cancel_reaches_the_borrowed_device(
         with pytest.raises(Cancelled):
             home.run(
                 video, audio, tmp_path / "o.mkv", FAST, lender=lender,
-                progress=lambda s, d, t: seen.append(s),
+                progress=lambda e: seen.append(e.stage),
                 should_cancel=lambda: calls["helper"] >= 1,
             )  # fmt: skip
     finally:

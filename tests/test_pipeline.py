@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync_core.errors import Cancelled, CodedError, MediaError
+from latentsync_core.common.errors import Cancelled, CodedError, MediaError
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline, PipelineOptions, build_pipeline, ping_pong_index
 from latentsync_core.inference.template_cache import TemplateCache
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe
 from latentsync_core.models import DeepCacheState
+from latentsync_core.models.loading import ModelBundle, load_models
 from tests.media_helpers import make_audio, make_clip, read_frames
 
 FAST = LipSyncParams(inference_steps=2)
@@ -43,7 +43,7 @@ def speech(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_happy_path(pipeline: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path) -> None:
     stages = []
     out = tmp_path / "out.mp4"
-    result = pipeline.run(clip, speech, out, FAST, progress=lambda s, d, t: stages.append((s, d, t)))
+    result = pipeline.run(clip, speech, out, FAST, progress=lambda e: stages.append((e.stage, e.done, e.total)))
     info = probe(out)
     assert info.has_video and info.has_audio
     assert (info.width, info.height) == (W, H) and round(info.fps) == 25
@@ -147,7 +147,7 @@ def test_cancellation_stops_and_cleans_up(pipeline: LipSyncPipeline, clip: Path,
             speech,
             tmp_path / "o.mp4",
             FAST,
-            progress=lambda s, d, t: seen.append(s),
+            progress=lambda e: seen.append(e.stage),
             should_cancel=lambda: "denoise" in seen,
             work_dir=work,
         )

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
-from latentsync_core.loading import load_models
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.models.loading import load_models
 from latentsync_core.vision.face_detection import Face
 from tests.conftest import grey_levels
 from tests.reference_data import DATA

@@ -15,11 +15,12 @@ import torch
 import yaml
 
 from latentsync_core.audio.mel import WINDOW_FRAMES, mel_window_length
-from latentsync_core.config import ConfigError
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import ConfigError
 from latentsync_core.data.config import DEFAULT_PREPROCESS_CONFIG, PreprocessConfig, load_preprocess_config, parse_gpus
 from latentsync_core.data.fileslists import assign_splits, read_fileslist
 from latentsync_core.data.hyper_iqa import HyperIQA, load_hyper_iqa, preprocess
-from latentsync_core.data.items import SAMPLES_PER_FRAME, Outcome, Task, source_id
+from latentsync_core.data.items import Outcome, Task, source_id
 from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
@@ -28,8 +29,8 @@ from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_los
 from latentsync_core.data.stages.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
 from latentsync_core.data.stages.segment import plan_segments
 from latentsync_core.data.stages.sync import apply_offset, shift_plan, sync_decision, sync_segment
-from latentsync_core.errors import CodedError
 from latentsync_core.files.atomic import writing
+from latentsync_core.media.constants import SAMPLES_PER_FRAME
 from latentsync_core.models.checkpoint import CheckpointError
 
 # ---------------------------------------------------------------------------------- config

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
-from latentsync_core.loading import load_models
+from latentsync_core.models.loading import load_models
 from latentsync_core.vision.face_detection import DlibFaceDetector
 from latentsync_core.vision.recorded_faces import FaceRecording, RecordedFaceDetector, record_faces
 from tests.media_helpers import make_audio, make_clip, read_frames

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from latentsync_core.config import load_scheduler_config
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.scheduler import load_scheduler_config
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.conditioning import Conditioning
 from latentsync_core.inference.denoise import Denoiser
 from latentsync_core.inference.params import QUALITY_PRESETS, apply_quality, check_quality
 from latentsync_core.inference.samplers import Sampler, build_scheduler
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.media.probe import probe_video
+from latentsync_core.models.loading import ModelBundle, load_models
 from tests.media_helpers import make_audio, make_clip, read_frames
 
 MULTISTEP = ("dpmpp_2m", "unipc")

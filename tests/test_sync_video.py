@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from latentsync_core.audio import mfcc
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.media.ffmpeg_bin import run_ffmpeg
 from latentsync_core.media.video_io import FrameReader, VideoWriter
 from latentsync_core.models import SyncNetV2

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync_core.config import ConfigError, to_dict
+from latentsync_core.configs.loader import ConfigError, to_dict
+from latentsync_core.configs.syncnet import SYNCNET_CONFIG_DIR, load_syncnet_config, load_syncnet_model_section
 from latentsync_core.models import (
     CheckpointError,
     StableSyncNet,
@@ -15,7 +16,6 @@ from latentsync_core.models import (
     load_stable_syncnet,
     load_syncnet_v2_checkpoint,
 )
-from latentsync_core.syncnet_config import SYNCNET_CONFIG_DIR, load_syncnet_config, load_syncnet_model_section
 from tests.reference_data import DATA
 
 CONFIGS = ["syncnet_16_pixel_attn", "syncnet_16_pixel", "syncnet_16_latent", "syncnet_25_pixel"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync_core.config import load_unet_config
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.training.checkpoints import read_state
 from latentsync_core.training.distributed import init_distributed
 from latentsync_core.training.unet_models import WeightSource

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.syncnet import load_syncnet_config
 from latentsync_core.data.layout import Layout
-from latentsync_core.errors import CodedError
 from latentsync_core.media.video_io import VideoWriter
 from latentsync_core.models.stable_syncnet import load_stable_syncnet
-from latentsync_core.syncnet_config import load_syncnet_config
 from latentsync_core.training.syncnet_dataset import SyncNetDataset, mel_window_length
 from latentsync_core.training.syncnet_trainer import SyncNetTrainer, checkpoints_in, train_syncnet
 

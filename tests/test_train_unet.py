@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
-from latentsync_core.loading import load_models
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.models.checkpoint import load_unet_checkpoint
+from latentsync_core.models.loading import load_models
 from latentsync_core.models.unet import UNet3DConditionModel
 from latentsync_core.training import cli
 from latentsync_core.training.checkpoints import read_state
@@ -268,7 +269,7 @@ def test_stage2_lpips_loss_loads_from_its_file_and_stays_frozen(tmp_path, data, 
 def test_run_checkpoints_are_listed_pruned_and_guarded(tmp_path):
     """training.checkpoints, both trainers' file rules: steps in order, the oldest beyond
     keep_last pruned (SyncNet keeps all), prefixes apart, no overwrite without --resume."""
-    from latentsync_core.errors import CodedError
+    from latentsync_core.common.errors import CodedError
     from latentsync_core.training.checkpoints import SYNCNET_PREFIX, CheckpointDir, read_checkpoint_file
 
     unet, syncnet = CheckpointDir(tmp_path, keep_last=2), CheckpointDir(tmp_path, None, SYNCNET_PREFIX)

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentsync_core.config import CONFIG_DIR, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.models import CheckpointError, UNet3DConditionModel, load_unet_checkpoint, load_unet_state_dict
 from latentsync_core.weights.random_weights import tiny_unet_config, write_random_unet_checkpoint
 

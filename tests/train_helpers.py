@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from latentsync_core.config import CONFIG_DIR, to_dict
+from latentsync_core.configs.loader import CONFIG_DIR, to_dict
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.models.stable_syncnet import StableSyncNet
 from latentsync_core.sync.video import demo_syncnet_v2

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from latentsync_core.config import AudioMelConfig, load_audio_config
+from latentsync_core.configs.audio import AudioMelConfig, load_audio_config
 
 MEL_FPS = 80  # mel frames per second at 16 kHz with hop 200
 WINDOW_FRAMES = 52  # mel frames given to a 16-frame video window (ceil(16 / 5 * 16))

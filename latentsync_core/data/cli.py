@@ -13,9 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from latentsync_core.cli_exit import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, fail
-from latentsync_core.config import ConfigError
-from latentsync_core.errors import CodedError
+from latentsync_core.common.cli_exit import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, fail
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import ConfigError
 
 # flag -> config key (flags left unset keep the config file's value)
 _FLAG_KEYS = {

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from latentsync_core.config import CONFIG_DIR, ConfigError, _merge, _read_yaml
+from latentsync_core.configs.loader import CONFIG_DIR, ConfigError, merge_config, read_yaml
 
 DEFAULT_PREPROCESS_CONFIG = CONFIG_DIR / "data" / "preprocess.yaml"
 REPO_CHECKPOINTS = CONFIG_DIR.parent / "checkpoints"
@@ -157,11 +157,11 @@ def load_preprocess_config(
     ``values`` (from command-line flags; None entries are ignored). Unknown keys are errors."""
     origin = str(path) if path is not None else "<defaults>"
     if path is not None:
-        config: PreprocessConfig = _merge(PreprocessConfig, _read_yaml(Path(path)), origin, overrides)
+        config: PreprocessConfig = merge_config(PreprocessConfig, read_yaml(Path(path)), origin, overrides)
     else:
         from omegaconf import OmegaConf
 
-        config = _merge(PreprocessConfig, OmegaConf.create({}), origin, overrides)
+        config = merge_config(PreprocessConfig, OmegaConf.create({}), origin, overrides)
     if values:
         known = {f.name for f in fields(PreprocessConfig)}
         unknown = sorted(set(values) - known)

@@ -15,27 +15,10 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from latentsync_core.data.config import PreprocessConfig, parse_gpus
+from latentsync_core.common.errors import CodedError
+from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.workers import init_cpu_worker, init_device_worker, run_task, warm_up
-from latentsync_core.errors import CodedError
-
-
-def resolve_devices(cfg: PreprocessConfig) -> list[str]:
-    """``cuda:i`` for each requested GPU, or ``["cpu"]`` when none is requested or present
-    (``all`` on a machine without GPUs); asking for absent GPUs is an error."""
-    wanted = parse_gpus(cfg.gpus)
-    if wanted == []:
-        return ["cpu"]
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if wanted is None:
-        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
-    missing = [i for i in wanted if i >= count]
-    if missing:
-        raise CodedError("GPU_UNAVAILABLE", f"GPU(s) {missing} requested but {count} visible; use --gpus none or all")
-    return [f"cuda:{i}" for i in wanted]
 
 
 def device_threads(cfg: PreprocessConfig, devices: list[str]) -> int:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from latentsync_core.common.errors import CodedError
 from latentsync_core.data.config import PreprocessConfig, parse_gpus
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.workers import execute, load_models_for
-from latentsync_core.errors import CodedError
 
 # Memory a CPU task reserves (ffmpeg transcoding a 1080p source peaks near this), so that
 # Ray does not start more of them on a node than its memory holds.

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from latentsync_core.common.errors import CodedError
 from latentsync_core.data.items import split_key
 from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
-from latentsync_core.errors import CodedError
 from latentsync_core.files.atomic import write_text_atomic
 
 

@@ -9,10 +9,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
-
 
 class Stage(IntEnum):
     """The seven stages, in order. The number is the stage's key in the manifest

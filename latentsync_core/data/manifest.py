@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from latentsync_core.data.items import FPS, Outcome, Stage
+from latentsync_core.data.items import Outcome, Stage
 from latentsync_core.data.stages.segment import Segment
+from latentsync_core.media.constants import FPS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

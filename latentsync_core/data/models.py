@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from latentsync_core.common.errors import CodedError
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.stages import DeviceModels
 from latentsync_core.data.stages.quality import HYPERIQA_FILE, make_scorer, quality_model_kind
-from latentsync_core.errors import CodedError
 
 SYNCNET_FILE = "syncnet_v2.model"
 WEIGHTS_HINT = "put the file there (upstream's checkpoints/auxiliary) or set LATENTSYNC_WEIGHTS=demo"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latentsync_core.common.errors import CodedError
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.engine import Engine, drive
 from latentsync_core.data.fileslists import write_fileslists
@@ -23,7 +24,6 @@ from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.report import build_report, write_report
 from latentsync_core.data.scheduler import Scheduler
-from latentsync_core.errors import CodedError
 from latentsync_core.files.atomic import remove
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,9 @@ def _make_engine(cfg: PreprocessConfig) -> Engine:
         from latentsync_core.data.engine_ray import RayEngine
 
         return RayEngine(cfg)
-    from latentsync_core.data.engine_local import LocalEngine, resolve_devices
+    from latentsync_core.common.devices import resolve_devices
+    from latentsync_core.data.engine_local import LocalEngine
 
-    return LocalEngine(cfg, resolve_devices(cfg))
+    return LocalEngine(
+        cfg, [d.device for d in resolve_devices(cfg.gpus, "cpu", setting="--gpus", cpu_without_gpus=True)]
+    )

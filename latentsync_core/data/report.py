@@ -12,10 +12,11 @@ from collections import Counter
 from typing import Any
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, Stage
+from latentsync_core.data.items import Stage
 from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
 from latentsync_core.files.atomic import writing
+from latentsync_core.media.constants import FPS
 
 UNITS = {
     Stage.CHECK: "files",

@@ -17,11 +17,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
-from latentsync_core.config import CONFIG_DIR, ConfigError
-from latentsync_core.errors import CodedError
+from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import CONFIG_DIR, ConfigError
+from latentsync_core.configs.syncnet import DEFAULT_SYNCNET_CONFIG
 from latentsync_core.inference.params import PARAM_BOUNDS, LipSyncParams
-from latentsync_core.syncnet_config import DEFAULT_SYNCNET_CONFIG
 from latentsync_core.weights.official import MissingWeightsError
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

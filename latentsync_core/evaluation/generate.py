@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
-from latentsync_core.config import CONFIG_DIR, UNetModelConfig, load_unet_config
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import UNetModelConfig, load_unet_config
 from latentsync_core.evaluation.store import GROUND_TRUTH
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.pipeline import LipSyncPipeline, LipSyncResult
-from latentsync_core.loading import ModelBundle, load_models
 from latentsync_core.models.checkpoint import CheckpointError, load_unet_checkpoint
+from latentsync_core.models.loading import ModelBundle, load_models
 from latentsync_core.vision.face_detection import FaceDetector
 from latentsync_core.weights.demo import demo_unet_config, ensure_demo_weights
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.sync.track import Track
 
 I3D_FILE = Path("auxiliary") / "i3d_torchscript.pt"

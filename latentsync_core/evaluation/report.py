@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.evaluation.frechet import feature_distance
 from latentsync_core.evaluation.metrics import METRICS
 from latentsync_core.evaluation.plot import write_distributions

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.evaluation.generate import GenerationOptions, Generator, UNetSpec, generate, remove_leftovers
 from latentsync_core.evaluation.i3d import I3D_FILE, I3DFeatures
 from latentsync_core.evaluation.scoring import VideoScore, VideoScorer
@@ -23,7 +23,7 @@ from latentsync_core.evaluation.store import GROUND_TRUTH, ResultRow, ResultsSto
 from latentsync_core.evaluation.testset import EvalPair, check_pairs, read_test_set
 from latentsync_core.evaluation.visual_quality import make_quality_measure
 from latentsync_core.inference.params import LipSyncParams
-from latentsync_core.loading import pick_device
+from latentsync_core.models.loading import pick_device
 from latentsync_core.sync.video import load_syncnet_v2
 
 log = logging.getLogger(__name__)

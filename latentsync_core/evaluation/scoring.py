@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.evaluation.i3d import FVD_FRAMES, I3DFeatures, face_crop, fvd_window
 from latentsync_core.evaluation.visual_quality import QualityMeasure
-from latentsync_core.media.audio_io import SAMPLE_RATE, load_audio, to_int16
+from latentsync_core.media.audio_io import load_audio, to_int16
+from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.media.probe import probe_video
-from latentsync_core.media.video_io import FPS, FrameReader
-from latentsync_core.sync.score import SAMPLES_PER_FRAME
+from latentsync_core.media.video_io import FrameReader
 from latentsync_core.sync.track import FaceCrops, track_and_crop
 from latentsync_core.sync.video import score_crops
 from latentsync_core.vision.face_detection import FaceDetector

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.evaluation.scoring import VideoScore
 
 DB_NAME = "results.sqlite"

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.syncnet import DEFAULT_SYNCNET_CONFIG, load_syncnet_config
 from latentsync_core.data.fileslists import read_fileslist
-from latentsync_core.errors import CodedError
 from latentsync_core.models.checkpoint import CheckpointError
 from latentsync_core.models.stable_syncnet import load_stable_syncnet
-from latentsync_core.syncnet_config import DEFAULT_SYNCNET_CONFIG, load_syncnet_config
 from latentsync_core.training.syncnet_dataset import SyncNetDataset
 from latentsync_core.training.syncnet_trainer import visual_input
 

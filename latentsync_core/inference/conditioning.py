@@ -20,8 +20,8 @@ from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.inference.runners import VAERunner
 from latentsync_core.inference.source import Window
 from latentsync_core.inference.template_cache import TemplateSession
-from latentsync_core.media.video_io import FPS
-from latentsync_core.vae import SCALING_FACTOR
+from latentsync_core.media.constants import FPS
+from latentsync_core.models.vae import SCALING_FACTOR
 from latentsync_core.vision.alignment import FaceAligner
 
 MASK_PATH = Path(__file__).resolve().parent.parent / "vision" / "assets" / "mask.png"

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import torch
 
-from latentsync_core.errors import Cancelled
+from latentsync_core.common.errors import Cancelled
 from latentsync_core.inference.params import LipSyncParams
+from latentsync_core.inference.stages import ProgressEvent, ProgressFn, Stage
 from latentsync_core.media.input_file import InputFile
 from latentsync_core.media.limits import MediaLimits
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 CancelFn = Callable[[], bool]  # polled between steps: True stops the job
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
+def _no_progress(event: ProgressEvent) -> None:
     pass
 
 
@@ -42,27 +42,30 @@ class JobContext:
     device: torch.device
     dtype: torch.dtype
     limits: MediaLimits = field(default_factory=MediaLimits)
-    report: ProgressFn = _no_progress
+    progress: ProgressFn = _no_progress
     should_cancel: CancelFn = _never
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (its value), and "sync"
 
     def check_cancelled(self) -> None:
         if self.should_cancel():
             raise Cancelled("cancelled")
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.timings[stage] = time.perf_counter() - start
+    def report(self, stage: Stage, done: int, total: int) -> None:
+        self.progress(ProgressEvent(stage, done, total))
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def timed(self, stage: Stage) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[stage.value] = time.perf_counter() - start
+
+    @contextmanager
+    def stage(self, stage: Stage) -> Iterator[None]:
         """A one-step stage: timed, and reported as 0 of 1 before and 1 of 1 after."""
-        with self.timed(name):
-            self.report(name, 0, 1)
+        with self.timed(stage):
+            self.report(stage, 0, 1)
             yield
-            self.report(name, 1, 1)
+            self.report(stage, 1, 1)
 
 
 @contextmanager
@@ -98,7 +101,7 @@ def open_job(
                 device=device,
                 dtype=dtype,
                 limits=limits,
-                report=progress or _no_progress,
+                progress=progress or _no_progress,
                 should_cancel=should_cancel or _never,
             )
         finally:

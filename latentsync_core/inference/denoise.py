@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 from diffusers import DDIMScheduler
 
-from latentsync_core.config import SchedulerConfig
+from latentsync_core.configs.scheduler import SchedulerConfig
 from latentsync_core.inference.conditioning import Conditioning
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import UNetRunner

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 Kind = Literal["largest", "track", "point", "speaker"]
 FACE_FORMS = "largest, speaker, track:<id> or point:<x>,<y>@<seconds>"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from latentsync_core.config import CONFIG_DIR
+from latentsync_core.configs.loader import CONFIG_DIR
 from latentsync_core.inference.pipeline import LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions
 from latentsync_core.inference.template_cache import TemplateCache
-from latentsync_core.loading import load_models
 from latentsync_core.media.limits import MediaLimits
+from latentsync_core.models.loading import load_models
 from latentsync_core.sync.video import SYNCNET_V2_FILE, load_syncnet_v2
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,9 @@ from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.length_modes import BOUNCE, plan_length
 from latentsync_core.inference.source import SourcePlan
-from latentsync_core.media.audio_io import SAMPLE_RATE
+from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import run_ffmpeg
-from latentsync_core.media.video_io import FPS
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 
 BOUNCE, LOOP, CUT_OFF, SILENCE, REMAP = "bounce", "loop", "cut_off", "silence", "remap"
 SYNC_MODES = (BOUNCE, LOOP, CUT_OFF, SILENCE, REMAP)

@@ -7,7 +7,7 @@ import shutil
 
 import torch
 
-from latentsync_core.background import Drain
+from latentsync_core.common.background import Drain
 from latentsync_core.inference.composite import to_host
 from latentsync_core.inference.context import JobContext
 from latentsync_core.media.video_io import VideoWriter, count_video_frames

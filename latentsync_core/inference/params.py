@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.inference.face_selection import parse_face
 from latentsync_core.inference.length_modes import DEFAULT_SYNC_MODE, check_sync_mode
 

@@ -1,15 +1,15 @@
 """The lip-sync pipeline: video + speech in, lip-synced MP4 out, in bounded memory.
 
-``LipSyncPipeline.run`` reads as its stages, each reported to the progress callback as
-``(stage, done, total)``:
+``LipSyncPipeline.run`` reads as its stages (``stages.Stage``), each reported to the
+progress callback as a ``ProgressEvent``:
 
 1. ``probe``   - check both inputs before any heavy work;
 2. ``audio``   - Whisper features; the output has one frame per audio window (25 fps);
 3. ``detect``  - plan the source (``source.py``): face alignment matrices from one
                  streaming detection pass, or from the template cache;
-4. ``denoise`` - per 16-frame window: conditioning (``conditioning.py``), DDIM with
-                 guidance and DeepCache (``denoise.py``), decode and composite
-                 (``composite.py``), emit to the encoder (``output.py``);
+4. ``denoise`` - per 16-frame window (``window.py``): conditioning, DDIM with guidance
+                 and DeepCache, decode and composite, on this device or a borrowed
+                 one (``window_split.py``); emitted in order to the encoder (``output.py``);
 5. ``encode``  - finish the H.264 + AAC file.
 
 Frames without a usable face pass through unchanged and are listed in the result. To keep
@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
-from latentsync_core.background import Prefetch
-from latentsync_core.errors import MediaError
+from latentsync_core.common.background import Prefetch
+from latentsync_core.common.errors import MediaError
 from latentsync_core.inference.compile_cache import CompileArtifacts, artifact_key, environment_key_fields
 from latentsync_core.inference.conditioning import load_mask, with_aligned_faces
-from latentsync_core.inference.context import CancelFn, JobContext, ProgressFn, open_job
+from latentsync_core.inference.context import CancelFn, JobContext, open_job
 from latentsync_core.inference.denoise import WindowNoise
 from latentsync_core.inference.face_selection import parse_face
 from latentsync_core.inference.length_job import fit_length
@@ -43,13 +43,16 @@ from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
 from latentsync_core.inference.selected_source import plan_selected_source
 from latentsync_core.inference.source import WINDOW, SourcePlan, SourcePlanner
+from latentsync_core.inference.stages import ProgressFn, Stage
 from latentsync_core.inference.template_cache import NoTemplateCache, TemplateCache, TemplateSession
-from latentsync_core.inference.window_split import DeviceLender, JobWindows, run_windows
-from latentsync_core.loading import ModelBundle
+from latentsync_core.inference.window import DeviceModels, JobWindows
+from latentsync_core.inference.window_split import DeviceLender, run_windows
 from latentsync_core.media.audio_io import load_audio, to_int16
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.limits import MediaLimits
-from latentsync_core.media.probe import MediaInfo, probe_audio, probe_video
-from latentsync_core.media.video_io import FPS
+from latentsync_core.media.probe import probe_inputs
+from latentsync_core.models.loading import ModelBundle
 from latentsync_core.sync.speaker import SpeakerScorer, SyncNetSpeakerScorer
 from latentsync_core.sync.stream import SyncTap
 from latentsync_core.vision.face_detection import default_detect_workers
@@ -110,10 +113,19 @@ class LipSyncPipeline:
         self.syncnet = syncnet  # a SyncNetV2 with its ``weights_label``: every output gets a sync score
         # judges face=speaker; without one, speaker falls back to the largest face track
         self.speaker_scorer: SpeakerScorer | None = SyncNetSpeakerScorer(syncnet) if syncnet is not None else None
-        self.mask = load_mask(models.resolution)
         self.accel = accel or AccelOptions()
         self.unet = UNetRunner(models.unet, self.accel)
         self.vae = VAERunner(models.vae, self.accel)
+        # what this device gives the per-window stages (its own jobs' and borrowed windows)
+        self.window_models = DeviceModels(
+            models.device,
+            models.dtype,
+            models.resolution,
+            self.unet,
+            self.vae,
+            models.scheduler,
+            load_mask(models.resolution),
+        )
         self.templates = template_cache if template_cache is not None else NoTemplateCache()
         workers = detect_workers if detect_workers is not None else default_detect_workers()
         self.planner = SourcePlanner(models.detector, models.resolution, workers, detect_stride)
@@ -218,8 +230,9 @@ class LipSyncPipeline:
         work_dir: str | Path | None = None,
         lender: DeviceLender | None = None,
     ) -> LipSyncResult:
-        """``lender``, when given, may lend idle devices (their pipelines) for some of the
-        job's windows; the output is the same as on this pipeline's device alone."""
+        """``progress`` receives a ``ProgressEvent`` per step of each stage. ``lender``,
+        when given, may lend idle devices (their pipelines) for some of the job's windows;
+        the output is the same as on this pipeline's device alone."""
         params = params or LipSyncParams()
         params.validate()
         m = self.m
@@ -238,34 +251,26 @@ class LipSyncPipeline:
             ) as ctx,
             ExitStack() as job,
         ):
-            video = self._check_inputs(ctx)
+            with ctx.stage(Stage.PROBE):
+                video, _ = probe_inputs(ctx.video_path, ctx.audio_path, ctx.limits)
             samples, features, n_out = self._encode_audio(ctx)
             session, plan = self._plan_source(ctx, job, video, n_out)
             samples, features, n_out = fit_length(ctx, plan, samples, features, n_out, m.whisper)  # sync_mode
             tap = SyncTap(self.syncnet, self.syncnet.weights_label, plan.output_boxes(n_out)) if self.syncnet else None
-            with ctx.timed("denoise"):
+            with ctx.timed(Stage.DENOISE):
                 comment = DEMO_NOTICE if m.is_demo else None
                 output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment, tap))
                 lanes = self._generate(ctx, plan, session, features, n_out, output, lender)
-            with ctx.stage("encode"):
+            with ctx.stage(Stage.ENCODE):
                 output.close()
             sync = self._score_sync(ctx, tap, samples)
             result = self._result(ctx, output, plan, n_out, session.publish(plan), sync)
             result.lanes = lanes
             return result
 
-    def _check_inputs(self, ctx: JobContext) -> MediaInfo:
-        with ctx.stage("probe"):
-            video = probe_video(ctx.video_path, ctx.limits)
-            audio = probe_audio(ctx.audio_path, ctx.limits)
-            ctx.limits.check_video(video)
-            ctx.limits.check_audio(audio)
-            ctx.limits.check_disk(video, audio)
-        return video
-
     def _encode_audio(self, ctx: JobContext) -> tuple[np.ndarray, torch.Tensor, int]:
         """The speech, its Whisper features, and the number of output frames they give."""
-        with ctx.stage("audio"):
+        with ctx.stage(Stage.AUDIO):
             samples = load_audio(ctx.audio_path, max_seconds=ctx.limits.max_audio_seconds())
             if samples.size < 160:  # under 10 ms: nothing to lip-sync to
                 raise MediaError("EMPTY_AUDIO", "the audio track is empty")
@@ -291,7 +296,7 @@ class LipSyncPipeline:
         # A face selection's plan is not the cached one (that is the largest face per frame).
         templates = self.templates if face is None else NoTemplateCache()
         reads = frames_to_read(ctx.params.sync_mode, n_out) or sys.maxsize  # sys.maxsize: the whole video
-        with ctx.timed("detect"):
+        with ctx.timed(Stage.DETECT):
             session = job.enter_context(templates.open(ctx.video_path, self.fingerprint(), ctx.dtype, reads, ctx.work))
             if face is None:
                 plan = job.enter_context(self.planner.plan(ctx, video, n_out, session.template))
@@ -321,8 +326,9 @@ class LipSyncPipeline:
         output: OutputVideo,
         lender: DeviceLender | None,
     ) -> list[dict]:
-        """For each window (on this device or a borrowed one, ``window_split.py``):
-        conditioning -> denoise -> decode and composite -> emit, in order. What each device did."""
+        """For each window (``window.py``; on this device or a borrowed one,
+        ``window_split.py``): conditioning -> denoise -> decode and composite -> emit, in
+        order. What each device did."""
         m = self.m
         latent_size = m.resolution // 8
         counts = [min(WINDOW, n_out - start) for start in range(0, n_out, WINDOW)]

@@ -15,7 +15,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from latentsync_core.models import UNet3DConditionModel
-from latentsync_core.vae import SCALING_FACTOR
+from latentsync_core.models.vae import SCALING_FACTOR
 
 log = logging.getLogger(__name__)
 

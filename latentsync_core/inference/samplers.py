@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
-from latentsync_core.config import SchedulerConfig
+from latentsync_core.configs.scheduler import SchedulerConfig
 from latentsync_core.inference.params import check_sampler
 
 

@@ -15,16 +15,17 @@ import logging
 
 import numpy as np
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.face_choice import FaceChoice, choose_faces
 from latentsync_core.inference.face_selection import FaceSelection
 from latentsync_core.inference.length_modes import REMAP, plan_length
 from latentsync_core.inference.source import SourcePlan, _fill_missing, _new_store, _store_frames, no_face_error
-from latentsync_core.job_disk import needs_frame_store
+from latentsync_core.inference.stages import Stage
 from latentsync_core.media.audio_io import load_audio, to_int16
-from latentsync_core.media.probe import MediaInfo
-from latentsync_core.media.video_io import FPS
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
+from latentsync_core.storage.job_disk import needs_frame_store
 from latentsync_core.sync.speaker import SpeakerScorer, speaker_confidences
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import FaceDetector
@@ -52,7 +53,7 @@ def plan_selected_source(
     store = _new_store(ctx, info) if needs_frame_store(n_out, estimate) or mode == REMAP else None
 
     def progress(done: int, total: int) -> None:
-        ctx.report("detect", done, total)
+        ctx.report(Stage.DETECT, done, total)
         ctx.check_cancelled()
 
     try:

@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError, MediaError
-from latentsync_core.frame_store import FrameStore
+from latentsync_core.common.errors import CodedError, MediaError
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.length_modes import REMAP, LengthPlan, bounce_index, frames_to_read, plan_length
+from latentsync_core.inference.stages import Stage
 from latentsync_core.inference.template_cache import Template
-from latentsync_core.job_disk import needs_frame_store
-from latentsync_core.media.probe import MediaInfo
-from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
+from latentsync_core.media.video_io import FrameReader
+from latentsync_core.storage.frame_store import FrameStore
+from latentsync_core.storage.job_disk import needs_frame_store
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import FaceDetector
 from latentsync_core.vision.strided_detection import DEFAULT_MAX_MOTION, detect_strided
@@ -98,8 +100,14 @@ class SourcePlan:
                     frames = np.stack(self.store.get_many([int(i) for i in src_idx]))
                 else:
                     frames = np.stack([_next_frame(reader) for _ in src_idx])
-                yield Window(start, count, src_idx, torch.from_numpy(frames),
-                             torch.from_numpy(self.matrices[src_idx]), self.has_face[src_idx])  # fmt: skip
+                yield Window(
+                    start,
+                    count,
+                    src_idx,
+                    torch.from_numpy(frames),
+                    torch.from_numpy(self.matrices[src_idx]),
+                    self.has_face[src_idx],
+                )
         finally:
             if reader is not None:
                 reader.close()
@@ -121,8 +129,14 @@ class SourcePlanner:
     between where the face moved at most ``max_motion`` px (``detect_strided``); 1 detects
     every frame."""
 
-    def __init__(self, detector: FaceDetector, resolution: int, detect_workers: int, detect_stride: int = 1,
-                 max_motion: float = DEFAULT_MAX_MOTION):  # fmt: skip
+    def __init__(
+        self,
+        detector: FaceDetector,
+        resolution: int,
+        detect_workers: int,
+        detect_stride: int = 1,
+        max_motion: float = DEFAULT_MAX_MOTION,
+    ):
         self.detector, self.resolution, self.detect_workers = detector, resolution, detect_workers
         self.detect_stride, self.max_motion = detect_stride, max_motion
 
@@ -148,15 +162,16 @@ class SourcePlanner:
             max_frames = ctx.limits.max_video_frames(FPS)
             with FrameReader(ctx.video_path, info.width, info.height, max_frames=max_frames) as reader:
                 frames = itertools.islice(reader, reads)  # frames past the output's length are never shown
-                detected = detect_strided(self.detector, frames, self.detect_workers, self.detect_stride,
-                                          self.max_motion)  # fmt: skip
+                detected = detect_strided(
+                    self.detector, frames, self.detect_workers, self.detect_stride, self.max_motion
+                )
                 for frame, face in detected:
                     if store is not None:
                         store.append(frame)
                     matrices.append(aligner.matrix(face.points) if face is not None else None)
                     boxes.append(tuple(face.box) if face is not None else (np.nan,) * 4)
                     if len(matrices) % 8 == 0:
-                        ctx.report("detect", len(matrices), min(estimate, reads or estimate))
+                        ctx.report(Stage.DETECT, len(matrices), min(estimate, reads or estimate))
                         ctx.check_cancelled()
                 complete = reads is None or len(matrices) < reads  # the stream ended first: this is every frame
                 errors = reader.errors
@@ -175,9 +190,16 @@ class SourcePlanner:
             raise
         has_face = np.array([m is not None for m in matrices])
         raw = np.stack([m if m is not None else np.full((2, 3), np.nan, np.float32) for m in matrices])
-        ctx.report("detect", len(matrices), len(matrices))
-        return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw,
-                          np.array(boxes, np.float32).reshape(-1, 4), complete)  # fmt: skip
+        ctx.report(Stage.DETECT, len(matrices), len(matrices))
+        return SourcePlan(
+            info,
+            _fill_missing(raw, has_face),
+            has_face,
+            store,
+            raw,
+            np.array(boxes, np.float32).reshape(-1, 4),
+            complete,
+        )
 
     def _from_template(self, ctx: JobContext, info: MediaInfo, n_out: int, template: Template) -> SourcePlan:
         """The plan the detection pass would give: the same frames (the first ``n_out``, or
@@ -189,7 +211,7 @@ class SourcePlanner:
             raise no_face_error()
         raw = template.matrices[:n_src].copy()
         store = _store_frames(ctx, info, n_src) if not plan_length(mode, n_out, n_src).sequential else None
-        ctx.report("detect", n_src, n_src)
+        ctx.report(Stage.DETECT, n_src, n_src)
         boxes = template.boxes[:n_src].copy()
         return SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, boxes, template.complete)
 

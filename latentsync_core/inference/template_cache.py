@@ -32,13 +32,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from latentsync_core.inference.source import SourcePlan
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +115,15 @@ class Template:
         return self.complete or self.count >= n_out
 
 
+class PlannedSource(Protocol):
+    """What a template is made of, as a job's source plan (``source.SourcePlan``) has it."""
+
+    raw_matrices: np.ndarray  # (F, 2, 3) float32, NaN where no face
+    has_face: np.ndarray  # (F,) bool
+    boxes: np.ndarray  # (F, 4) float32 face boxes, NaN where no face
+    complete: bool  # F is every frame of the video
+
+
 class TemplateCache:
     def __init__(self, root: str | Path, max_bytes: int):
         self.root = Path(root)
@@ -167,8 +173,12 @@ class TemplateCache:
         """Publish a staged entry (its ``moments.npy`` already written); False when it is
         larger than the whole cache, which then keeps nothing of it."""
         try:
-            np.savez(folder / "arrays.npz", matrices=matrices.astype(np.float32), has_face=has_face.astype(bool),
-                     boxes=boxes.astype(np.float32))  # fmt: skip
+            np.savez(
+                folder / "arrays.npz",
+                matrices=matrices.astype(np.float32),
+                has_face=has_face.astype(bool),
+                boxes=boxes.astype(np.float32),
+            )
             (folder / "meta.json").write_text(
                 json.dumps({"format": FORMAT, "complete": complete, "frames": len(has_face), "created": time.time()})
             )
@@ -276,7 +286,7 @@ class TemplateSession:
                 return fresh
         return from_numpy(self._rows[src_idx], self._dtype).to(device)
 
-    def publish(self, plan: SourcePlan) -> dict | None:
+    def publish(self, plan: PlannedSource) -> dict | None:
         """After a successful job: what the cache did (``{"key", "used", "stored"}``), or
         None without a cache."""
         return None
@@ -299,7 +309,7 @@ class CacheSession(TemplateSession):
         self._staging = self.cache.staging()
         return self._staging
 
-    def publish(self, plan: SourcePlan) -> dict | None:
+    def publish(self, plan: PlannedSource) -> dict | None:
         state = {"key": self.key, "used": self.template is not None, "stored": False}
         if self._staging is not None and self._known is not None and self._known.all():
             self._rows.flush()

@@ -15,54 +15,44 @@ encode (on the CPU the output is bit-identical however the windows are split).
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from latentsync_core.errors import Cancelled
-from latentsync_core.inference.composite import Compositor, to_host
-from latentsync_core.inference.conditioning import Conditioner
+from latentsync_core.common.errors import Cancelled
 from latentsync_core.inference.context import JobContext
-from latentsync_core.inference.denoise import Denoiser, WindowNoise
 from latentsync_core.inference.source import Window
-from latentsync_core.inference.template_cache import TemplateSession
+from latentsync_core.inference.stages import Stage
+from latentsync_core.inference.window import DeviceModels, JobWindows, WindowStages
 
-if TYPE_CHECKING:
-    from latentsync_core.inference.pipeline import LipSyncPipeline
+
+class WindowDevice(Protocol):
+    """A device that can run windows: its models for the per-window stages (a
+    ``LipSyncPipeline`` is one)."""
+
+    @property
+    def window_models(self) -> DeviceModels: ...
 
 
 class DeviceLender(Protocol):
     """Idle devices a running job may use for some of its windows (thread-safe: called
     from the job's thread and its lanes)."""
 
-    def borrow(self) -> list[LipSyncPipeline]:
-        """Pipelines of devices idle now, reserved for the caller until given back."""
+    def borrow(self) -> Sequence[WindowDevice]:
+        """Devices idle now, reserved for the caller until given back."""
         ...
 
-    def wanted_back(self, pipeline: LipSyncPipeline) -> bool:
+    def wanted_back(self, device: WindowDevice) -> bool:
         """True when a borrowed device should return after its current window."""
         ...
 
-    def give_back(self, pipeline: LipSyncPipeline) -> None: ...
-
-
-@dataclass
-class JobWindows:
-    """What every lane of a job shares."""
-
-    ctx: JobContext
-    features: torch.Tensor
-    noise: WindowNoise
-    session: TemplateSession
-    n_out: int
+    def give_back(self, device: WindowDevice) -> None: ...
 
 
 class _Abort:
@@ -124,21 +114,17 @@ class _Progress:
             self._total += count * k - self._done.get(index, 0)
             self._done[index] = count * k
             frames = self._total // self.steps
-        self.ctx.report("denoise", frames, self.n_out)
+        self.ctx.report(Stage.DENOISE, frames, self.n_out)
 
 
 class Lane:
-    """One device's stages for one job: conditioning, denoising, decoding and compositing
-    of the windows it is given, one at a time on its own thread."""
+    """One device's share of a job: its ``WindowStages``, run on its own thread for the
+    windows it is given, one at a time."""
 
-    def __init__(self, pipeline: LipSyncPipeline, job: JobWindows, progress: _Progress, abort: _Abort):
-        m = pipeline.m
-        self.pipeline, self.job, self.progress, self.abort = pipeline, job, progress, abort
-        self.device = m.device
-        mask = pipeline.mask.to(self.device)
-        self.denoise = Denoiser(pipeline.unet, m.scheduler, job.ctx.params, job.noise.initial, self.device, self._check)
-        self.condition = Conditioner(pipeline.vae, mask, job.features, m.dtype)
-        self.composite = Compositor(pipeline.vae, mask, m.resolution, self.device)
+    def __init__(self, source: WindowDevice, job: JobWindows, progress: _Progress, abort: _Abort):
+        self.source, self.job, self.progress, self.abort = source, job, progress, abort
+        self.stages = WindowStages(source.window_models, job, self._check)
+        self.device = self.stages.device
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"window-{self.device}")
         self.windows = 0
         self.returned = False
@@ -149,21 +135,8 @@ class Lane:
 
     def run(self, index: int, window: Window, wait: Callable[[], None], stored: Callable[[], None]) -> torch.Tensor:
         """Window ``index``'s output frames (count, H, W, 3) uint8 on the host."""
-        device = self.device
-        on_gpu = device.type == "cuda"
         try:
-            with torch.no_grad(), torch.cuda.device(device) if on_gpu else contextlib.nullcontext():
-                frames = window.frames.to(device, non_blocking=True)
-                faces = window.faces.to(device, non_blocking=True)
-                normal = tuple(t.to(device) for t in self.job.noise.window(index))
-                wait()
-                cond = self.condition(window, faces, self.job.session, normal)  # stores new moments
-                stored()
-                latents = self.denoise(cond, lambda k: self.progress.step(index, window.count, k))
-                out = self.composite(latents, window, faces, frames)
-                host, copied = to_host(out)  # on this device's stream, so this thread waits for it
-                if copied is not None:
-                    copied.synchronize()
+            host = self.stages.run(index, window, wait, stored, lambda k: self.progress.step(index, window.count, k))
         except BaseException as exc:
             if not isinstance(exc, Cancelled) or self.abort.error is None:
                 self.abort.set(exc)
@@ -173,7 +146,7 @@ class Lane:
 
 
 def run_windows(
-    home: LipSyncPipeline,
+    home: WindowDevice,
     job: JobWindows,
     windows: Iterable[Window],
     emit: Callable[[torch.Tensor], None],
@@ -193,9 +166,9 @@ def run_windows(
 
     def returned(lane: Lane, _: Future) -> None:
         with lock:
-            if lane is not lanes[0] and lender is not None and lender.wanted_back(lane.pipeline):
+            if lane is not lanes[0] and lender is not None and lender.wanted_back(lane.source):
                 lane.returned = True
-                lender.give_back(lane.pipeline)
+                lender.give_back(lane.source)
                 return
         free.put(lane)
 
@@ -206,8 +179,8 @@ def run_windows(
     try:
         for index, window in enumerate(windows):
             if lender is not None:
-                for pipeline in lender.borrow():
-                    lane = Lane(pipeline, job, progress, abort)
+                for device in lender.borrow():
+                    lane = Lane(device, job, progress, abort)
                     lanes.append(lane)
                     free.put(lane)
             wait, stored = order.add(index, window.src_idx)
@@ -237,5 +210,5 @@ def run_windows(
             for lane in lanes[1:]:
                 if not lane.returned and lender is not None:
                     lane.returned = True
-                    lender.give_back(lane.pipeline)
+                    lender.give_back(lane.source)
     return [{"device": str(lane.device), "windows": lane.windows} for lane in lanes]

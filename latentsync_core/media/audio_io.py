@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from latentsync_core.media.constants import SAMPLE_RATE
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import MediaError, ffmpeg_exe
 from latentsync_core.media.input_file import display_name, held_open, inherited_fds
 from latentsync_core.media.limits import AUDIO_SLACK_S, audio_too_long
 
-SAMPLE_RATE = 16000
 _CHUNK = 1 << 16
 
 
@@ -34,8 +34,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: fl
             if exc.code != "INVALID_MEDIA":
                 raise
             raise MediaError("INVALID_AUDIO", f"cannot decode audio from {display_name(path)}: {exc.message}") from exc
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "0", *source,
-               "-vn", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "-"]  # fmt: skip
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "0", *source]
+        cmd += ["-vn", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "-"]
         pcm, err, code = _read_capped(cmd, cap)
     if cap is not None and len(pcm) > cap:
         raise audio_too_long(cap / 2 / sample_rate, max_seconds or 0.0, decoded=True)

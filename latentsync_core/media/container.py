@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.ffmpeg_bin import input_arg
 from latentsync_core.media.input_file import display_name, held_open
 
@@ -20,8 +20,8 @@ HEAD_BYTES = 4096
 # ISO base media (MP4, MOV, M4A, 3GP): a box type at offset 4 of the first box.
 _ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp"}
 # Text that ffmpeg would read as a list of other files (or streams) to open.
-_PLAYLIST_MARKERS = (b"#EXTM3U", b"#EXT-X-", b"#EXTINF", b"ffconcat", b"v=0", b"[playlist]", b"<?xml",
-                     b"<MPD", b"<smil", b"<ASX", b"[Reference]", b"file ", b"file:", b"http:", b"https:")  # fmt: skip
+_PLAYLIST_MARKERS = (b"#EXTM3U", b"#EXT-X-", b"#EXTINF", b"ffconcat", b"v=0", b"[playlist]", b"<?xml", b"<MPD")
+_PLAYLIST_MARKERS += (b"<smil", b"<ASX", b"[Reference]", b"file ", b"file:", b"http:", b"https:")
 TS_PACKET = 188
 
 

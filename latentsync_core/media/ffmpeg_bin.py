@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.input_file import descriptor_of, inherited_fds
 
 __all__ = [

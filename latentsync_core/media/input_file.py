@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 
 FD_DIR = "/proc/self/fd"
 _NAMES: dict[str, str] = {}  # "/proc/self/fd/N" -> the name the file was opened by (for messages)

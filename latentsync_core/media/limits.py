@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
+from latentsync_core.storage.job_disk import DiskEstimate, estimate_job_disk
 
 if TYPE_CHECKING:
-    from latentsync_core.job_disk import DiskEstimate
-    from latentsync_core.media.probe import MediaInfo
+    from latentsync_core.media.info import MediaInfo
 
 # Compressed audio carries encoder priming and padding (AAC: 2112 samples, 0.26 s at 8 kHz)
 # beyond its nominal length: decoded audio may pass the limit by this much.
@@ -64,8 +64,6 @@ class MediaLimits:
 
     def check_disk(self, video: MediaInfo, audio: MediaInfo) -> DiskEstimate:
         """The job's worst-case disk need; JOB_TOO_LARGE_FOR_DISK when over the limit."""
-        from latentsync_core.job_disk import estimate_job_disk  # it imports video_io, which imports this
-
         estimate = estimate_job_disk(video.width, video.height, video.duration, audio.duration)
         if self.max_job_disk_bytes is not None and estimate.total > self.max_job_disk_bytes:
             raise disk_limit_error(estimate.total, self.max_job_disk_bytes)

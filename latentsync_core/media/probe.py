@@ -9,30 +9,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import MediaError, capped, ffmpeg_exe, ffprobe_exe
+from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.input_file import InputFile, display_name, held_open, inherited_fds
 from latentsync_core.media.limits import MediaLimits
 
 DEFAULT_LIMITS = MediaLimits()
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    container: str
-    duration: float  # seconds, 0 when unknown
-    has_video: bool
-    has_audio: bool
-    width: int = 0  # displayed size (after rotation)
-    height: int = 0
-    fps: float = 0.0
-    rotation: int = 0  # degrees, as stored in the file's display matrix
-    audio_sample_rate: int = 0
-    video_codec: str = ""
-    audio_codec: str = ""
 
 
 def probe(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
@@ -61,26 +46,40 @@ def probe_audio(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> Media
     return info
 
 
-def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
-    """What a job needs before it is queued: a video stream within the pixel limit, an
-    audio stream, durations (as the containers state them) within their limits, some
-    audio, and a worst-case disk need within its limit. Runs ffprobe: call it off any
-    event loop."""
-    with InputFile(video, limits.follow_symlinks) as v, InputFile(audio, limits.follow_symlinks) as a:
-        vinfo = probe_video(v.path, limits)
-        ainfo = probe_audio(a.path, limits)
+def probe_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
+    """A job's two inputs, probed and held to ``limits``: a video stream within the pixel
+    limit, an audio stream, durations (as the containers state them) within their limits
+    and a worst-case disk need within its limit. The one check of a job's inputs, made
+    before it is queued (``check_inputs``) and again when it runs (the pipeline's probe
+    stage, on the inputs it holds open)."""
+    vinfo = probe_video(video, limits)
+    ainfo = probe_audio(audio, limits)
     limits.check_video(vinfo)
     limits.check_audio(ainfo)
+    limits.check_disk(vinfo, ainfo)
+    return vinfo, ainfo
+
+
+def check_inputs(video: str | Path, audio: str | Path, limits: MediaLimits) -> tuple[MediaInfo, MediaInfo]:
+    """What a job needs before it is queued: its inputs opened as ``limits`` allow
+    (``InputFile``), ``probe_inputs``, and some audio as the container states it (the
+    pipeline checks the decoded samples). Runs ffprobe: call it off any event loop."""
+    with InputFile(video, limits.follow_symlinks) as v, InputFile(audio, limits.follow_symlinks) as a:
+        vinfo, ainfo = probe_inputs(v.path, a.path, limits)
     if ainfo.duration <= 0.01:
         raise MediaError("EMPTY_AUDIO", "the audio track is empty")
-    limits.check_disk(vinfo, ainfo)
     return vinfo, ainfo
 
 
 def _run_probe(cmd: list[str], path: Path, limits: MediaLimits) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(capped(cmd, limits.probe_memory_mb << 20), capture_output=True,
-                              timeout=limits.probe_timeout_s, check=False, pass_fds=inherited_fds(cmd))  # fmt: skip
+        return subprocess.run(
+            capped(cmd, limits.probe_memory_mb << 20),
+            capture_output=True,
+            timeout=limits.probe_timeout_s,
+            check=False,
+            pass_fds=inherited_fds(cmd),
+        )
     except subprocess.TimeoutExpired as exc:
         raise MediaError(
             "PROBE_FAILED", f"{display_name(path)} could not be probed within {limits.probe_timeout_s:.0f} s"
@@ -88,8 +87,8 @@ def _run_probe(cmd: list[str], path: Path, limits: MediaLimits) -> subprocess.Co
 
 
 def _probe_ffprobe(ffprobe: str, path: Path, limits: MediaLimits) -> MediaInfo:
-    cmd = [ffprobe, "-v", "error", "-threads", "1", "-print_format", "json", "-show_format", "-show_streams",
-           *input_args(path)]  # fmt: skip
+    cmd = [ffprobe, "-v", "error", "-threads", "1", "-print_format", "json", "-show_format", "-show_streams"]
+    cmd += input_args(path)
     proc = _run_probe(cmd, path, limits)
     if proc.returncode != 0:
         raise MediaError("INVALID_MEDIA", f"{display_name(path)} is not a readable media file")

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from latentsync_core.media.constants import FPS
 from latentsync_core.media.container import input_args
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, run_ffmpeg
 from latentsync_core.media.input_file import inherited_fds
 from latentsync_core.media.limits import video_too_long
-
-FPS = 25
 
 
 class FrameReader:
@@ -41,10 +40,11 @@ class FrameReader:
         self.width, self.height = width, height
         self.frame_bytes = width * height * 3
         self.count = 0
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args,
-               "-map", "0:v:0", "-an", "-sn", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes,
-                                      pass_fds=inherited_fds(cmd))  # fmt: skip
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args]
+        cmd += ["-map", "0:v:0", "-an", "-sn", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes, pass_fds=inherited_fds(cmd)
+        )
         self._stderr = bytearray()
         self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._err_thread.start()
@@ -110,10 +110,8 @@ class VideoWriter:
         self.width, self.height = width, height
         self.path = Path(path)
         self.frames = 0  # written so far
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-        ]  # fmt: skip
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
         lossless = Path(path).suffix.lower() == ".mkv"
         # The size the file has: H.264 in 4:2:0 pads odd sizes by a pixel.
         self.file_size = (width, height) if lossless else (width + width % 2, height + height % 2)

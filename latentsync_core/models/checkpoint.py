@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentsync_core.config import UNetModelConfig
+from latentsync_core.configs.unet import UNetModelConfig
 
 _LISTED = 12  # keys shown per category in an error message
 

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from latentsync_core.configs.syncnet import SyncNetEncoderConfig, SyncNetModelConfig, load_syncnet_model_section
 from latentsync_core.models.attention import FeedForward
 from latentsync_core.models.checkpoint import CheckpointError, load_strict, read_checkpoint
 from latentsync_core.models.norm import GroupNorm  # the standard kernel also at 1x1 (the last blocks)
-from latentsync_core.syncnet_config import SyncNetEncoderConfig, SyncNetModelConfig, load_syncnet_model_section
 
 
 def _downsample_padding(stride: tuple[int, int]) -> tuple[int, int, int, int]:

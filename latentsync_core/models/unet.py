@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentsync_core.config import UNetModelConfig, load_model_section, to_dict
+from latentsync_core.configs.loader import to_dict
+from latentsync_core.configs.unet import UNetModelConfig, load_model_section
 from latentsync_core.models.blocks import DownBlock, MidBlock, UpBlock, _Block
 from latentsync_core.models.norm import GroupNorm
 from latentsync_core.models.resnet import InflatedConv3d

@@ -15,12 +15,10 @@ import numpy as np
 import torch
 
 from latentsync_core.audio.mfcc import mfcc
+from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.models.syncnet_v2 import CLIP_FRAMES, MFCC_WINDOW
 from latentsync_core.sync.offset import search_offset, shift_distances
 
-VIDEO_FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
 MFCC_PER_FRAME = 4  # 100 MFCC frames/s over 25 video frames/s
 CROP_SIZE = 224
 MIN_FRAMES = CLIP_FRAMES + 1  # fewer leaves no clip to score
@@ -36,7 +34,7 @@ class SyncScore:
     frame_dist: np.ndarray  # (clips,) each clip's distance at the chosen offset
     frame_conf: np.ndarray  # (clips,) median mean distance minus frame_dist, median filtered
     vshift: int
-    fps: float = VIDEO_FPS
+    fps: float = FPS
 
     @property
     def offset_ms(self) -> float:

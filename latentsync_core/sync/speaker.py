@@ -19,8 +19,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from latentsync_core.media.video_io import FPS, FrameReader
-from latentsync_core.sync.score import MIN_FRAMES, SAMPLES_PER_FRAME, score_frames
+from latentsync_core.media.constants import FPS, SAMPLES_PER_FRAME
+from latentsync_core.media.video_io import FrameReader
+from latentsync_core.sync.score import MIN_FRAMES, score_frames
 from latentsync_core.sync.track import Track, crop_face, smooth_track
 from latentsync_core.vision.face_tracks import FaceTrack, FaceTracks
 

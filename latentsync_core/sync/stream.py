@@ -17,15 +17,9 @@ import numpy as np
 import torch
 
 from latentsync_core.audio.mfcc import mfcc
+from latentsync_core.media.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.models.syncnet_v2 import CLIP_FRAMES
-from latentsync_core.sync.score import (
-    MIN_FRAMES,
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    embed_audio,
-    embed_video,
-    score_embeddings,
-)
+from latentsync_core.sync.score import MIN_FRAMES, embed_audio, embed_video, score_embeddings
 from latentsync_core.sync.track import Box, build_tracks, crop_face, longest_track, smooth_track
 from latentsync_core.sync.video import SyncReport, per_second_confidence
 

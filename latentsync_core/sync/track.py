@@ -40,9 +40,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from latentsync_core.errors import CodedError, MediaError
-from latentsync_core.media.probe import MediaInfo, probe_video
-from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.common.errors import CodedError, MediaError
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
+from latentsync_core.media.probe import probe_video
+from latentsync_core.media.video_io import FrameReader
 from latentsync_core.vision.boxes import box_iou
 from latentsync_core.vision.face_detection import FaceDetector, default_detect_workers, detect_in_order
 

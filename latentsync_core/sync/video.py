@@ -24,16 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError
-from latentsync_core.media.audio_io import SAMPLE_RATE, load_audio, to_int16
+from latentsync_core.common.errors import CodedError
+from latentsync_core.media.audio_io import load_audio, to_int16
+from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.media.probe import probe_audio, probe_video
 from latentsync_core.models.syncnet_v2 import SyncNetV2, load_syncnet_v2_checkpoint
-from latentsync_core.sync.score import MIN_FRAMES, SAMPLES_PER_FRAME, VIDEO_FPS, SyncScore, score_frames
+from latentsync_core.sync.score import MIN_FRAMES, SyncScore, score_frames
 from latentsync_core.sync.track import track_and_crop
 from latentsync_core.vision.face_detection import FaceDetector, make_face_detector
 from latentsync_core.weights.official import DOWNLOAD_HINT, MissingWeightsError
 
-MS_PER_FRAME = 1000 // VIDEO_FPS  # 40
+MS_PER_FRAME = 1000 // FPS  # 40
 SYNCNET_V2_FILE = Path("auxiliary") / "syncnet_v2.model"
 DEMO_SEED = 20240611  # random SyncNetV2 of the demo mode: the same weights in every process
 WEIGHT_LABELS = ("official", "demo")
@@ -86,7 +87,7 @@ class SyncReport:
 def per_second_confidence(score: SyncScore, first_frame: int = 0) -> list[tuple[int, float]]:
     """(second, confidence) for every second with a clip starting in it (module docstring)."""
     median = float(np.median(score.mean_dists))
-    seconds = (first_frame + np.arange(score.num_clips)) // VIDEO_FPS
+    seconds = (first_frame + np.arange(score.num_clips)) // FPS
     return [(int(s), median - float(score.frame_dist[seconds == s].mean())) for s in np.unique(seconds)]
 
 
@@ -125,7 +126,7 @@ def score_crops(
         raise CodedError(
             "TOO_SHORT",
             f"{frames} face frames and {len(pcm) / SAMPLE_RATE:.2f} s of audio overlap by {length} frames "
-            f"at {VIDEO_FPS} fps; sync scoring needs at least {MIN_FRAMES}",
+            f"at {FPS} fps; sync scoring needs at least {MIN_FRAMES}",
         )
     score = score_frames(syncnet, crops_bgr_224[:length], pcm[: length * SAMPLES_PER_FRAME], vshift, batch_size)
     return SyncReport(
@@ -185,7 +186,7 @@ def score_video(
         raise CodedError(
             "TOO_SHORT",
             f"the audio lasts {len(pcm) / SAMPLE_RATE:.2f} s; sync scoring needs at least "
-            f"{MIN_FRAMES} frames ({MIN_FRAMES / VIDEO_FPS:.2f} s)",
+            f"{MIN_FRAMES} frames ({MIN_FRAMES / FPS:.2f} s)",
         )
     if detector is None:
         detector = make_face_detector(None, str(device or "cpu"))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.files.atomic import writing
 
 FORMAT = "latentsync-unet-train-state/1"

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
-from latentsync_core.config import CONFIG_DIR, ConfigError
-from latentsync_core.errors import CodedError
+from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import CONFIG_DIR, ConfigError
 from latentsync_core.training.syncnet_cli import add_syncnet_parser
 
 
@@ -62,7 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_unet(args: argparse.Namespace) -> int:
     import torch
 
-    from latentsync_core.config import load_unet_config, to_dict
+    from latentsync_core.configs.loader import to_dict
+    from latentsync_core.configs.unet import load_unet_config
     from latentsync_core.files.atomic import write_text_atomic
     from latentsync_core.training.distributed import init_distributed, shutdown
     from latentsync_core.training.unet_models import WeightSource

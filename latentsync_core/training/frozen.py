@@ -14,7 +14,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.models.checkpoint import CheckpointError, load_strict, read_checkpoint
 
 M = TypeVar("M", bound=nn.Module)

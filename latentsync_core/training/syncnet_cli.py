@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from latentsync_core.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
-from latentsync_core.config import ConfigError
-from latentsync_core.errors import CodedError
-from latentsync_core.syncnet_config import DEFAULT_SYNCNET_CONFIG
+from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import ConfigError
+from latentsync_core.configs.syncnet import DEFAULT_SYNCNET_CONFIG
 
 
 def add_syncnet_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def add_syncnet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def run(args: argparse.Namespace) -> int:
-    from latentsync_core.syncnet_config import load_syncnet_config
+    from latentsync_core.configs.syncnet import load_syncnet_config
     from latentsync_core.training.syncnet_trainer import train_syncnet
 
     try:

@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.syncnet import SyncNetConfig
 from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.data.layout import Layout
-from latentsync_core.errors import CodedError
 from latentsync_core.files.atomic import write_text_atomic
 from latentsync_core.models.stable_syncnet import StableSyncNet
-from latentsync_core.syncnet_config import SyncNetConfig
 from latentsync_core.training.checkpoints import SYNCNET_PREFIX, CheckpointDir, read_checkpoint_file
 from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset
 

@@ -25,8 +25,9 @@ from torch.utils.data import Dataset, Sampler
 
 from latentsync_core.audio.mel import mel_window_length, mel_windows
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
-from latentsync_core.errors import CodedError
-from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.common.errors import CodedError
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.video_io import FrameReader
 from latentsync_core.training.audio_cache import AudioFeatureCache
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentsync_core.config import RunConfig
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.unet import RunConfig
 
 SEED_STRIDE = 1_000_003  # separates the per-sample generators of different purposes
 

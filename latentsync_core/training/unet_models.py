@@ -16,13 +16,14 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from latentsync_core.config import UNetConfig, to_dict
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import to_dict
+from latentsync_core.configs.syncnet import SyncNetConfig, load_syncnet_config
+from latentsync_core.configs.unet import UNetConfig
 from latentsync_core.models.checkpoint import CheckpointError, check_state_dict, load_strict, read_unet_checkpoint
 from latentsync_core.models.stable_syncnet import StableSyncNet, load_stable_syncnet
 from latentsync_core.models.unet import UNet3DConditionModel
-from latentsync_core.syncnet_config import SyncNetConfig, load_syncnet_config
-from latentsync_core.vae import load_vae
+from latentsync_core.models.vae import load_vae
 from latentsync_core.weights.demo import demo_unet_config, ensure_demo_weights
 from latentsync_core.weights.official import WeightPaths
 

@@ -26,15 +26,18 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from latentsync_core.config import UNetConfig, load_scheduler_config, to_dict
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.loader import to_dict
+from latentsync_core.configs.scheduler import load_scheduler_config
+from latentsync_core.configs.syncnet import SyncNetConfig
+from latentsync_core.configs.unet import UNetConfig
 from latentsync_core.data.fileslists import read_fileslist
-from latentsync_core.errors import CodedError
 from latentsync_core.inference.conditioning import load_mask
 from latentsync_core.inference.denoise import make_scheduler
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.models.stable_syncnet import StableSyncNet
 from latentsync_core.models.unet import UNet3DConditionModel
-from latentsync_core.syncnet_config import SyncNetConfig
+from latentsync_core.models.vae import SCALING_FACTOR
 from latentsync_core.training import unet_losses as L
 from latentsync_core.training.audio_cache import AudioFeatureCache
 from latentsync_core.training.checkpoints import CheckpointDir, TrainState, capture_rng, read_state, restore_rng
@@ -49,7 +52,6 @@ from latentsync_core.training.unet_models import (
     select_trainable,
 )
 from latentsync_core.training.validation import ValidationSet, Validator, is_better
-from latentsync_core.vae import SCALING_FACTOR
 
 log = logging.getLogger(__name__)
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -17,13 +17,13 @@ import torch
 from diffusers import AutoencoderKL
 
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
-from latentsync_core.config import SchedulerConfig
+from latentsync_core.common.errors import CodedError
+from latentsync_core.configs.scheduler import SchedulerConfig
 from latentsync_core.data.fileslists import read_fileslist
-from latentsync_core.errors import CodedError
 from latentsync_core.evaluation.scoring import VideoScorer
 from latentsync_core.inference.params import LipSyncParams
-from latentsync_core.loading import ModelBundle
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.models.loading import ModelBundle
 from latentsync_core.vision.face_detection import FaceDetector
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentsync_core.cli_exit import EXIT_OK, fail
-from latentsync_core.errors import CodedError
+from latentsync_core.common.cli_exit import EXIT_OK, fail
+from latentsync_core.common.errors import CodedError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.video_io import FrameReader
 from latentsync_core.vision.face_tracks import FaceTrack, FaceTracks
 
 THUMB_SIZE = 128

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.errors import MediaError
-from latentsync_core.media.probe import MediaInfo, probe_video
-from latentsync_core.media.video_io import FPS, FrameReader
+from latentsync_core.common.errors import MediaError
+from latentsync_core.media.constants import FPS
+from latentsync_core.media.info import MediaInfo
+from latentsync_core.media.probe import probe_video
+from latentsync_core.media.video_io import FrameReader
 from latentsync_core.vision.boxes import box_iou, centre_shift
 from latentsync_core.vision.face_detection import Box, Face, FaceDetector, default_detect_workers, detect_in_order
 from latentsync_core.vision.shots import ShotCutter, ShotSettings, shot_bounds

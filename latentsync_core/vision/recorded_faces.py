@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.vision.face_detection import Face, FaceDetector, detect_in_order
 
 THUMB_SHORT_SIDE = 16  # pixels of the thumbnail's shorter side

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from latentsync_core.media.video_io import FPS
+from latentsync_core.media.constants import FPS
 
 
 @dataclass(frozen=True)

@@ -151,8 +151,9 @@ def detect_strided(
             yield from seg.results()
 
 
-def _push(pending: deque[_Segment], between: list[np.ndarray], frame: np.ndarray, anchor: Future,
-          previous: Future | None) -> Future:  # fmt: skip
+def _push(
+    pending: deque[_Segment], between: list[np.ndarray], frame: np.ndarray, anchor: Future, previous: Future | None
+) -> Future:
     pending.append(_Segment(between, frame, anchor, previous))
     return anchor
 

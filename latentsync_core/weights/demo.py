@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from latentsync_core.config import CONFIG_DIR, UNetModelConfig, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.unet import UNetModelConfig, load_unet_config
 from latentsync_core.weights.official import WeightPaths
 from latentsync_core.weights.random_weights import (
     randomize_,

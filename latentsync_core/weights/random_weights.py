@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from whisper.model import ModelDimensions, Whisper
 
-from latentsync_core.config import UNetModelConfig, load_model_section
+from latentsync_core.configs.unet import UNetModelConfig, load_model_section
 from latentsync_core.models.unet import UNet3DConditionModel
 
 TINY_UNET: dict[str, Any] = {
@@ -54,7 +54,7 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
 
 def tiny_unet_config(base: UNetModelConfig | None = None, **overrides: Any) -> UNetModelConfig:
     """The stage2_512 model section shrunk to a few hundred thousand parameters."""
-    from latentsync_core.config import to_dict
+    from latentsync_core.configs.loader import to_dict
 
     section = to_dict(base) if base is not None else to_dict(UNetModelConfig())
     section.update(TINY_UNET)

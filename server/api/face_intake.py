@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from latentsync_core.errors import MediaError
+from latentsync_core.common.errors import MediaError
 from latentsync_core.media.input_file import InputFile
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import probe_video

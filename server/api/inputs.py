@@ -10,10 +10,11 @@ from pathlib import Path
 from fastapi import Request
 from pydantic import ValidationError
 
-from latentsync_core.errors import MediaError
-from latentsync_core.job_disk import DiskEstimate
+from latentsync_core.common.errors import MediaError
+from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.limits import MediaLimits
-from latentsync_core.media.probe import MediaInfo, check_inputs
+from latentsync_core.media.probe import check_inputs
+from latentsync_core.storage.job_disk import DiskEstimate
 from server.api.errors import APIError
 from server.api.schemas import JobParams, PathRequest
 from server.api.uploads import receive_multipart

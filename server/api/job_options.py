@@ -12,11 +12,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
 from latentsync_core.inference.face_choice import check_selection
 from latentsync_core.inference.face_selection import check_point_in_video, parse_face
 from latentsync_core.inference.params import LipSyncParams, apply_quality
-from latentsync_core.media.probe import MediaInfo
+from latentsync_core.media.info import MediaInfo
 from server.api.errors import APIError
 from server.api.schemas import JobParams
 from server.faces.known import KnownTracks

@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentsync_core.errors import CodedError
+from latentsync_core.common.errors import CodedError
+from latentsync_core.media.constants import FPS
 from latentsync_core.media.limits import MediaLimits
-from latentsync_core.media.video_io import FPS
 from server.faces.known import KnownTracks
 from server.faces.record import FaceScan, ScanFolders
 from server.jobs.model import JobStatus

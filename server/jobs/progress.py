@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
+from latentsync_core.inference.stages import ProgressEvent, ProgressFn, Stage
 from server.jobs.store import JobStore
 
 # Share of the whole job each stage stands for, for progress and ETA.
 STAGE_SPAN = {
-    "probe": (0.0, 0.01),
-    "audio": (0.01, 0.04),
-    "detect": (0.04, 0.15),
-    "denoise": (0.15, 0.98),
-    "encode": (0.98, 1.0),
+    Stage.PROBE: (0.0, 0.01),
+    Stage.AUDIO: (0.01, 0.04),
+    Stage.DETECT: (0.04, 0.15),
+    Stage.DENOISE: (0.15, 0.98),
+    Stage.ENCODE: (0.98, 1.0),
 }
 PERSIST_EVERY_S = 0.5
-# What the pipeline calls as it goes: (stage, done, total).
-ProgressCallback = Callable[[str, int, int], None]
 
 
 class ProgressBoard:
@@ -29,16 +27,17 @@ class ProgressBoard:
         self.store = store
         self.live: dict[str, dict[str, Any]] = {}
 
-    def begin(self, job_id: str) -> ProgressCallback:
+    def begin(self, job_id: str) -> ProgressFn:
         """The pipeline's progress callback for ``job_id``."""
-        self.live[job_id] = {"stage": "probe", "progress": 0.0, "frames_done": 0, "frames_total": 0}
+        self.live[job_id] = {"stage": Stage.PROBE.value, "progress": 0.0, "frames_done": 0, "frames_total": 0}
         last_persist = [0.0]
 
-        def report(stage: str, done: int, total: int) -> None:
+        def report(event: ProgressEvent) -> None:
+            stage, done, total = event.stage, event.done, event.total
             lo, hi = STAGE_SPAN.get(stage, (0.0, 1.0))
             fraction = lo + (hi - lo) * (done / total if total else 0.0)
-            snap: dict[str, Any] = {"stage": stage, "progress": round(min(fraction, 1.0), 4)}
-            if stage in ("detect", "denoise"):
+            snap: dict[str, Any] = {"stage": stage.value, "progress": round(min(fraction, 1.0), 4)}
+            if stage in (Stage.DETECT, Stage.DENOISE):
                 snap.update(frames_done=done, frames_total=total)
             else:
                 snap.update({k: v for k, v in self.live.get(job_id, {}).items() if k.startswith("frames_")})

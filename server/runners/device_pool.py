@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
+from latentsync_core.common.devices import DeviceSpec
 from server.jobs.lifecycle import JobLifecycle
 from server.jobs.metrics import Metrics
 from server.jobs.model import Job, JobStatus
 from server.jobs.progress import ProgressBoard
 from server.jobs.store import JobStore
 from server.runners.device_worker import DeviceWorker
-from server.runners.devices import DeviceSpec, device_options, host_name
+from server.runners.devices import device_options, host_name
 from server.runners.runner import FastPath, LoadState
 from server.settings import Settings
 

@@ -40,9 +40,9 @@ def make_backend(settings: Settings, loop: asyncio.AbstractEventLoop) -> Backend
         lifecycle = JobLifecycle(redis_store, metrics, webhooks)
         store, runner = redis_store, CeleryDispatcher(settings, redis_store, lifecycle)
     else:
+        from latentsync_core.common.devices import resolve_devices
         from server.jobs.sqlite_store import SQLiteJobStore
         from server.runners.device_pool import DevicePool
-        from server.runners.devices import resolve_devices
 
         store = SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
         lifecycle = JobLifecycle(store, metrics, webhooks)

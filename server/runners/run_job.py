@@ -9,14 +9,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from latentsync_core.errors import Cancelled, CodedError
+from latentsync_core.common.errors import Cancelled, CodedError
+from latentsync_core.inference.stages import ProgressFn
 from server.jobs.disk import CODE as STORAGE_CODE
 from server.jobs.disk import is_disk_full
 from server.jobs.folder import JobFolder
 from server.jobs.lifecycle import JobLifecycle
 from server.jobs.metrics import Metrics
 from server.jobs.model import Job
-from server.jobs.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from latentsync_core.inference.pipeline import LipSyncPipeline
@@ -30,7 +30,7 @@ def run_started_job(
     pipeline: LipSyncPipeline,
     lifecycle: JobLifecycle,
     metrics: Metrics,
-    report: ProgressCallback,
+    report: ProgressFn,
     should_cancel: Callable[[], bool],
     stopping: Callable[[], bool],
     lender: DeviceLender | None = None,

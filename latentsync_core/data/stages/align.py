@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, SAMPLES_PER_FRAME, Outcome, Task
+from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import SegmentReader, read_wav_slice, write_lossless
+from latentsync_core.media.constants import FPS, SAMPLES_PER_FRAME
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import Face, detect_in_order
 

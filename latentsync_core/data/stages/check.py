@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from latentsync_core.common.errors import MediaError
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import Outcome, Task
-from latentsync_core.errors import MediaError
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.probe import probe
 

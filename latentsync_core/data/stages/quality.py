@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, SAMPLE_RATE, Outcome, Task
+from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import read_all_frames
 from latentsync_core.files.atomic import writing
+from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 
 if TYPE_CHECKING:

@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from latentsync_core.common.errors import MediaError
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, Outcome, Task
+from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import wav_samples
-from latentsync_core.errors import MediaError
 from latentsync_core.files.atomic import part_path, publish, remove
+from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.probe import probe
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from latentsync_core.data.items import FPS, clip_id
+from latentsync_core.data.items import clip_id
+from latentsync_core.media.constants import FPS
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import cv2
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, SAMPLES_PER_FRAME, Outcome, Task
+from latentsync_core.data.items import Outcome, Task
+from latentsync_core.media.constants import FPS, SAMPLES_PER_FRAME
 from latentsync_core.media.video_io import FrameReader
 
 if TYPE_CHECKING:

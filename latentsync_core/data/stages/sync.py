@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from latentsync_core.data.config import PreprocessConfig
-from latentsync_core.data.items import FPS, SAMPLES_PER_FRAME, Outcome, Task
+from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_lossless
+from latentsync_core.media.constants import FPS, SAMPLES_PER_FRAME
 from latentsync_core.sync import score_frames
 
 if TYPE_CHECKING:

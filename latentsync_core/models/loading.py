@@ -12,9 +12,11 @@ import torch
 from diffusers import AutoencoderKL
 
 from latentsync_core.audio import WhisperFeatureExtractor
-from latentsync_core.config import CONFIG_DIR, SchedulerConfig, load_scheduler_config, load_unet_config
+from latentsync_core.configs.loader import CONFIG_DIR
+from latentsync_core.configs.scheduler import SchedulerConfig, load_scheduler_config
+from latentsync_core.configs.unet import load_unet_config
 from latentsync_core.models import UNet3DConditionModel, load_unet_checkpoint
-from latentsync_core.vae import load_vae
+from latentsync_core.models.vae import load_vae
 from latentsync_core.vision.face_detection import FaceDetector, make_face_detector
 from latentsync_core.weights.demo import DEMO_NOTICE, DEMO_RESOLUTION, demo_unet_config, ensure_demo_weights
 from latentsync_core.weights.official import WeightPaths, check_official_weights

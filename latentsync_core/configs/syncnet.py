@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from latentsync_core.config import CONFIG_DIR, ConfigError, _merge, _read_yaml
+from latentsync_core.configs.loader import CONFIG_DIR, ConfigError, merge_config, read_yaml
 
 SYNCNET_CONFIG_DIR = CONFIG_DIR / "syncnet"
 DEFAULT_SYNCNET_CONFIG = SYNCNET_CONFIG_DIR / "syncnet_16_pixel_attn.yaml"  # the one LatentSync 1.6 uses
@@ -120,7 +120,7 @@ def _checked(model: SyncNetModelConfig, origin: str) -> SyncNetModelConfig:
 def load_syncnet_config(path: str | Path = DEFAULT_SYNCNET_CONFIG, overrides: Sequence[str] = ()) -> SyncNetConfig:
     """Load a ``configs/syncnet/*.yaml`` file; unknown keys and malformed layouts are errors."""
     path = Path(path)
-    config: SyncNetConfig = _merge(SyncNetConfig, _read_yaml(path), str(path), overrides)
+    config: SyncNetConfig = merge_config(SyncNetConfig, read_yaml(path), str(path), overrides)
     _checked(config.model, str(path))
     return config
 
@@ -131,4 +131,4 @@ def load_syncnet_model_section(section: Any, origin: str = "<dict>") -> SyncNetM
         return _checked(section, origin)
     if not isinstance(section, dict):
         raise ConfigError(f"{origin}: a syncnet model section must be a mapping, got {type(section).__name__}")
-    return _checked(_merge(SyncNetModelConfig, OmegaConf.create(section), origin, ()), origin)
+    return _checked(merge_config(SyncNetModelConfig, OmegaConf.create(section), origin, ()), origin)

@@ -27,15 +27,6 @@ from latentsync_core.media.limits import disk_limit_error
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
-def max_frame_bytes(height: int, width: int) -> int:
-    """The most one stored frame can take: incompressible input (noise) grows by a filter
-    byte per row, deflate's block headers (5 bytes per 16 KiB) and OpenCV's PNG chunks (12
-    bytes per 8 KiB): 0.2%, bounded here by 0.8%. Lossless compression cannot promise less
-    than the raw size, so a worst-case estimate uses this."""
-    raw = height * width * 3
-    return raw + raw // 128 + 4096
-
-
 def _encode(frame: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(frame, dtype=np.uint8), _PNG_PARAMS)
     if not ok:

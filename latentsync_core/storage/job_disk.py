@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from latentsync_core.frame_store import max_frame_bytes
-from latentsync_core.media.video_io import FPS
+from latentsync_core.media.constants import FPS
 
 # The source plan keeps frames when the output may be longer than this many frames less
 # than the probe's count (a probe can over-state a video's length by a little).
@@ -24,6 +23,15 @@ MOMENT_BYTES_PER_FRAME = 2 * 8 * 64 * 64 * 4
 # H.264 at CRF 18 keeps natural video well under 1 bit per pixel (the bundled clip: 0.07).
 OUTPUT_BYTES_PER_PIXEL = 1 / 8
 AUDIO_BYTES_PER_S = 160_000 // 8  # AAC at 160 kbit/s
+
+
+def max_frame_bytes(height: int, width: int) -> int:
+    """The most one frame in the frame store (a PNG) can take: incompressible input (noise) grows by a filter
+    byte per row, deflate's block headers (5 bytes per 16 KiB) and OpenCV's PNG chunks (12
+    bytes per 8 KiB): 0.2%, bounded here by 0.8%. Lossless compression cannot promise less
+    than the raw size, so a worst-case estimate uses this."""
+    raw = height * width * 3
+    return raw + raw // 128 + 4096
 
 
 def needs_frame_store(n_out: int, probed_frames: int) -> bool:

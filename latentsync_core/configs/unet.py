@@ -1,26 +1,16 @@
-"""Typed configuration: YAML files loaded with OmegaConf into validated dataclasses.
-
-Every file is merged onto a structured schema, so a wrong type or an unknown key fails
-at load time with an error naming the file and the key instead of surfacing later as a
-shape mismatch deep inside the model.
-"""
+"""Typed configuration of the UNet: its architecture (``model:``) and its training run
+(``data:``, ``ckpt:``, ``run:``, ``optimizer:``), from ``configs/unet/*.yaml``."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
+from latentsync_core.configs.loader import merge_config, read_yaml
 
 
 @dataclass
@@ -140,115 +130,12 @@ class UNetConfig:
     model: UNetModelConfig = field(default_factory=UNetModelConfig)
 
 
-@dataclass
-class SchedulerConfig:
-    beta_start: float = 0.00085
-    beta_end: float = 0.012
-    beta_schedule: str = "scaled_linear"
-    clip_sample: bool = False
-    num_train_timesteps: int = 1000
-    set_alpha_to_one: bool = False
-    steps_offset: int = 1
-    trained_betas: Any = None
-    skip_prk_steps: bool = True
-
-
-@dataclass
-class AudioMelConfig:
-    num_mels: int = 80
-    rescale: bool = True
-    rescaling_max: float = 0.9
-    use_lws: bool = False
-    n_fft: int = 800
-    hop_size: int = 200
-    win_size: int = 800
-    sample_rate: int = 16000
-    frame_shift_ms: Any = None
-    signal_normalization: bool = True
-    allow_clipping_in_normalization: bool = True
-    symmetric_mels: bool = True
-    max_abs_value: float = 4.0
-    preemphasize: bool = True
-    preemphasis: float = 0.97
-    min_level_db: float = -100
-    ref_level_db: float = 20
-    fmin: float = 55
-    fmax: float = 7600
-
-
-@dataclass
-class AudioConfig:
-    audio: AudioMelConfig = field(default_factory=AudioMelConfig)
-
-
-def _merge(schema: type, source: DictConfig, origin: str, overrides: Sequence[str]) -> Any:
-    """Merge ``source`` and dotted ``key=value`` overrides onto ``schema``; return the dataclass."""
-    base = OmegaConf.structured(schema)
-    try:
-        merged = OmegaConf.merge(base, source)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"{origin}: invalid key '{_key_of(exc)}': {_first_line(exc)}") from exc
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
-        key, raw = item.split("=", 1)
-        try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([f"{key.strip()}={raw}"]))
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"override '{item}' (on {origin}): invalid key '{key}': {_first_line(exc)}") from exc
-    return OmegaConf.to_object(merged)
-
-
-def _key_of(exc: OmegaConfBaseException) -> str:
-    return str(getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?")
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _read_yaml(path: Path) -> DictConfig:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        loaded = OmegaConf.load(path)
-    except Exception as exc:  # yaml errors have many types
-        raise ConfigError(f"{path}: not valid YAML: {_first_line(exc)}") from exc
-    if isinstance(loaded, ListConfig):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return loaded
-
-
 def load_unet_config(path: str | Path, overrides: Sequence[str] = ()) -> UNetConfig:
     """Load a ``configs/unet/*.yaml`` file, with overrides such as ``model.cross_attention_dim=768``."""
     path = Path(path)
-    return _merge(UNetConfig, _read_yaml(path), str(path), overrides)
+    return merge_config(UNetConfig, read_yaml(path), str(path), overrides)
 
 
 def load_model_section(section: dict[str, Any], origin: str = "<dict>") -> UNetModelConfig:
     """Validate a bare ``model:`` section (for example from a checkpoint or a test vector)."""
-    return _merge(UNetModelConfig, OmegaConf.create(section), origin, ())
-
-
-def load_audio_config(path: str | Path = CONFIG_DIR / "audio.yaml", overrides: Sequence[str] = ()) -> AudioConfig:
-    path = Path(path)
-    return _merge(AudioConfig, _read_yaml(path), str(path), overrides)
-
-
-def load_scheduler_config(
-    path: str | Path = CONFIG_DIR / "scheduler_config.json", overrides: Sequence[str] = ()
-) -> SchedulerConfig:
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
-    raw = {k: v for k, v in raw.items() if not k.startswith("_")}  # diffusers metadata keys
-    return _merge(SchedulerConfig, OmegaConf.create(raw), str(path), overrides)
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A plain ``dict`` of a config dataclass (for from_config and JSON)."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+    return merge_config(UNetModelConfig, OmegaConf.create(section), origin, ())
