@@ -15,7 +15,7 @@ from latentsync_core.common.errors import CodedError
 from latentsync_core.data.items import split_key
 from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
-from latentsync_core.files.atomic import write_text_atomic
+from latentsync_core.storage.atomic import write_text_atomic
 
 
 def assign_splits(rel_paths: list[str], val_fraction: float) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Where every file of a preprocessing run lives.
 
-Stages publish their files atomically (``latentsync_core.files.atomic``), so a run killed at
+Stages publish their files atomically (``latentsync_core.storage.atomic``), so a run killed at
 any point leaves at most ``*.part-*`` leftovers, which :meth:`Layout.remove_partials`
 removes on the next start.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentsync_core.files.atomic import PART, remove
+from latentsync_core.storage.atomic import PART, remove
 
 
 class Layout:

@@ -24,7 +24,7 @@ from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.report import build_report, write_report
 from latentsync_core.data.scheduler import Scheduler
-from latentsync_core.files.atomic import remove
+from latentsync_core.storage.atomic import remove
 
 log = logging.getLogger(__name__)
 PIPELINE_VERSION = "1"  # bump when stage code changes what it produces

@@ -15,8 +15,8 @@ from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import Stage
 from latentsync_core.data.layout import Layout
 from latentsync_core.data.manifest import Manifest
-from latentsync_core.files.atomic import writing
 from latentsync_core.media.constants import FPS
+from latentsync_core.storage.atomic import writing
 
 UNITS = {
     Stage.CHECK: "files",

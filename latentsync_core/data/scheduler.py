@@ -27,7 +27,7 @@ from latentsync_core.data.manifest import Manifest
 from latentsync_core.data.progress import StageBars
 from latentsync_core.data.stages.segment import plan_segments
 from latentsync_core.data.tasks import clip_task, source_task
-from latentsync_core.files.atomic import remove
+from latentsync_core.storage.atomic import remove
 
 log = logging.getLogger(__name__)
 

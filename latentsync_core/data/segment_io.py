@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_core.files.atomic import writing
 from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.media.ffmpeg_bin import input_arg
 from latentsync_core.media.video_io import FrameReader, VideoWriter
+from latentsync_core.storage.atomic import writing
 
 
 class SegmentReader(FrameReader):

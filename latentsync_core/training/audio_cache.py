@@ -17,8 +17,8 @@ import torch
 
 from latentsync_core.audio.mel import mel_spectrogram
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
-from latentsync_core.files.atomic import writing
 from latentsync_core.media.audio_io import load_audio
+from latentsync_core.storage.atomic import writing
 
 
 def _file_id(path: Path) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from latentsync_core.common.errors import CodedError
-from latentsync_core.files.atomic import writing
+from latentsync_core.storage.atomic import writing
 
 FORMAT = "latentsync-unet-train-state/1"
 UNET_PREFIX = "state"

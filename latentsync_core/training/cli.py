@@ -64,7 +64,7 @@ def run_unet(args: argparse.Namespace) -> int:
 
     from latentsync_core.configs.loader import to_dict
     from latentsync_core.configs.unet import load_unet_config
-    from latentsync_core.files.atomic import write_text_atomic
+    from latentsync_core.storage.atomic import write_text_atomic
     from latentsync_core.training.distributed import init_distributed, shutdown
     from latentsync_core.training.unet_models import WeightSource
     from latentsync_core.training.unet_trainer import TrainOptions, UNetTrainer

@@ -10,8 +10,8 @@ import torch
 
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.unet import load_model_section
-from latentsync_core.files.atomic import writing
 from latentsync_core.models.unet import UNet3DConditionModel
+from latentsync_core.storage.atomic import writing
 from latentsync_core.training.checkpoints import CheckpointDir, read_state
 from latentsync_core.training.unet_models import check_unet_state
 

@@ -31,10 +31,10 @@ from torch.utils.data import Dataset, Sampler
 from latentsync_core.audio.mel import mel_spectrogram, mel_window_length, window_start
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.syncnet import SyncNetDataConfig
-from latentsync_core.files.atomic import writing
 from latentsync_core.media.audio_io import load_audio
 from latentsync_core.media.probe import probe_video
 from latentsync_core.media.video_io import FrameReader
+from latentsync_core.storage.atomic import writing
 
 log = logging.getLogger(__name__)
 

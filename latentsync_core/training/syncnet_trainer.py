@@ -33,8 +33,8 @@ from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.syncnet import SyncNetConfig
 from latentsync_core.data.fileslists import read_fileslist
 from latentsync_core.data.layout import Layout
-from latentsync_core.files.atomic import write_text_atomic
 from latentsync_core.models.stable_syncnet import StableSyncNet
+from latentsync_core.storage.atomic import write_text_atomic
 from latentsync_core.training.checkpoints import SYNCNET_PREFIX, CheckpointDir, read_checkpoint_file
 from latentsync_core.training.syncnet_dataset import EpochSampler, SyncNetDataset
 

@@ -23,9 +23,9 @@ import numpy as np
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import read_all_frames
-from latentsync_core.files.atomic import writing
 from latentsync_core.media.constants import FPS, SAMPLE_RATE
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
+from latentsync_core.storage.atomic import writing
 
 if TYPE_CHECKING:
     from latentsync_core.data.stages import DeviceModels

@@ -12,10 +12,10 @@ from latentsync_core.common.errors import MediaError
 from latentsync_core.data.config import PreprocessConfig
 from latentsync_core.data.items import Outcome, Task
 from latentsync_core.data.segment_io import wav_samples
-from latentsync_core.files.atomic import part_path, publish, remove
 from latentsync_core.media.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from latentsync_core.media.ffmpeg_bin import input_arg, run_ffmpeg
 from latentsync_core.media.probe import probe
+from latentsync_core.storage.atomic import part_path, publish, remove
 
 if TYPE_CHECKING:
     from latentsync_core.data.stages import DeviceModels
