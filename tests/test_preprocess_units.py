@@ -29,9 +29,9 @@ from latentsync_core.data.segment_io import read_all_frames, read_pcm, write_los
 from latentsync_core.data.stages.quality import EmbeddedScorer, HyperIQAScorer, make_scorer, quality_model_kind
 from latentsync_core.data.stages.segment import plan_segments
 from latentsync_core.data.stages.sync import apply_offset, shift_plan, sync_decision, sync_segment
-from latentsync_core.files.atomic import writing
 from latentsync_core.media.constants import SAMPLES_PER_FRAME
 from latentsync_core.models.checkpoint import CheckpointError
+from latentsync_core.storage.atomic import writing
 
 # ---------------------------------------------------------------------------------- config
 

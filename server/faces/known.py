@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from latentsync_core.files.atomic import write_text_atomic
+from latentsync_core.storage.atomic import write_text_atomic
 from latentsync_core.vision.face_tracks import FaceTracks
 from server.faces.record import ScanFolders
 from server.jobs.model import JobStatus

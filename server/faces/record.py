@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latentsync_core.files.atomic import remove, write_text_atomic
+from latentsync_core.storage.atomic import remove, write_text_atomic
 from server.jobs.model import JobStatus
 
 RECORD = "scan.json"
