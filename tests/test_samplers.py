@@ -62,11 +62,12 @@ def test_bad_sampler_and_quality_are_coded_errors() -> None:
 
 def test_quality_preset_fills_only_what_the_request_leaves_unset() -> None:
     settings = {"inference_steps": 25, "guidance_scale": 2.0, "seed": 5, "enable_deepcache": False}
+    untouched = {"face": None, "sync_mode": "bounce"}  # parameters no preset sets: their defaults
     exact = apply_quality(None, {}, settings)
-    assert exact == {**settings, "sampler": "ddim"} == apply_quality("exact", {"sampler": None}, settings)
+    assert exact == {**settings, "sampler": "ddim", **untouched} == apply_quality("exact", {"sampler": None}, settings)
     fast = apply_quality("fast", {"seed": None}, settings)
     preset = {"inference_steps": 10, "enable_deepcache": True, "sampler": "dpmpp_2m"}
-    assert fast == {**settings, **preset}
+    assert fast == {**settings, **preset, **untouched}
     own = apply_quality("fast", {"inference_steps": 20, "enable_deepcache": False, "sampler": "unipc"}, settings)
     assert (own["inference_steps"], own["enable_deepcache"], own["sampler"]) == (20, False, "unipc")
     library = apply_quality("exact", {"sampler": "unipc", "inference_steps": 10})  # no service settings
@@ -76,6 +77,7 @@ def test_quality_preset_fills_only_what_the_request_leaves_unset() -> None:
         "seed": 1247,
         "enable_deepcache": False,
         "sampler": "unipc",
+        **untouched,
     }
     assert set(QUALITY_PRESETS["fast"]) <= set(fast)
 
