@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # its probes at upload: larger is refused with 413 JOB_TOO_LARGE_FOR_DISK. GiB (2**30), as
     # template_cache_max_gb; 20: a 1080p job whose video may loop, up to about 125 s long.
     max_job_disk_gb: float = Field(20.0, gt=0)
+    # Admission (issue 22 item 1): an upload in flight holds no queue slot; each client (API key,
+    # or address without keys) has at most this many uploads in flight, more: 429 TOO_MANY_UPLOADS.
+    max_uploads_per_client: int = Field(8, ge=1)
+    body_idle_s: float = Field(15.0, gt=0)  # no body bytes for this long: 408 BODY_IDLE_TIMEOUT at once
+    max_queue_per_key: int = Field(0, ge=0)  # queued jobs one API key may hold; 0: only MAX_QUEUE bounds them
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

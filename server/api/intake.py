@@ -1,16 +1,15 @@
-"""Taking a new job in (``POST /lipsync``): a queue slot, the inputs, their checks, the record,
-then the runner is told. A refused upload leaves nothing behind."""
+"""Taking a new job in (``POST /lipsync``): an upload slot of the client, the inputs, their
+checks, room in the queue and the record, then the runner is told. A refused upload leaves
+nothing behind."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
+from server.api.admission import QueueAdmission, UploadSlots
 from server.api.errors import APIError, insufficient_storage
 from server.api.inputs import InputRoots, check_media, check_webhook, read_inputs, resolve_params
 from server.api.views import JobViews
@@ -38,14 +37,18 @@ class Intake:
         self.folders, self.disk, self.webhook_policy = folders, disk, webhook_policy
         self.roots = InputRoots(settings.input_dirs)
         self.closed = False  # set at shutdown: new jobs are refused (503)
-        self._admission = threading.Lock()
-        self._reserved = 0  # queue slots held by uploads still being received or checked
+        self.uploads = UploadSlots(settings.max_uploads_per_client)
+        self.queue = QueueAdmission(store, views, settings.max_queue, settings.max_queue_per_key)
 
     async def receive(self, request: Request, owner: str | None) -> Job:
         """The new job, queued; an :class:`APIError` says why not."""
         if self.closed:
             raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
-        with self.admission():  # a queue slot, reserved before the body is read
+        storage = self.disk.state()
+        if storage != "ok":  # before the body is read: the upload would fill the disk further
+            raise insufficient_storage(storage)
+        with self.uploads.hold(client_id(request, owner)):
+            self.queue.check(owner)  # a full queue refuses before the body is read
             folder = self.folders.folder(uuid.uuid4().hex)
             try:
                 folder.create()
@@ -66,7 +69,9 @@ class Intake:
                     owner=owner,
                     disk_estimate_bytes=disk.total,
                 )
-                self.store.insert(job)
+                with self.queue.lock:  # the last check and the insert: one step
+                    self.queue.check(owner)
+                    self.store.insert(job)
             except BaseException as exc:
                 folder.remove()  # frees what a refused upload took
                 if is_disk_full(exc):  # the upload's files or the job record did not fit
@@ -75,24 +80,9 @@ class Intake:
         self.runner.submit(job)
         return job
 
-    @contextmanager
-    def admission(self) -> Iterator[None]:
-        """Hold a queue slot while a job is received, checked and inserted: the check and the
-        reservation are one step under a lock (queued + reserved < max_queue), so concurrent
-        uploads cannot all pass a check made before their bodies arrive. The slot is released
-        when the upload fails, or once the job is in the store (then it counts as queued)."""
-        storage = self.disk.state()
-        if storage != "ok":  # before the body is read: the upload would fill the disk further
-            raise insufficient_storage(storage)
-        with self._admission:
-            waiting = self.store.count(JobStatus.QUEUED) + self._reserved
-            if waiting >= self.settings.max_queue:
-                retry = int(self.views.estimate_wait(waiting)) or 60
-                message = f"{waiting} jobs are waiting; try again later"
-                raise APIError(429, "QUEUE_FULL", message, {"Retry-After": str(retry)})
-            self._reserved += 1
-        try:
-            yield
-        finally:
-            with self._admission:
-                self._reserved -= 1
+
+def client_id(request: Request, owner: str | None) -> str:
+    """Whose upload slots a request takes: its API key's, else (no keys) its address's."""
+    if owner is not None:
+        return f"key:{owner}"
+    return f"addr:{request.client.host if request.client else 'unknown'}"
