@@ -5,12 +5,14 @@ nothing behind."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from server.api.admission import QueueAdmission, UploadSlots
 from server.api.errors import APIError, insufficient_storage
+from server.api.idempotency import Idempotency, idempotency_key
 from server.api.inputs import InputRoots, check_media, check_webhook, read_inputs, resolve_params
 from server.api.views import JobViews
 from server.jobs.disk import DiskSpace, is_disk_full
@@ -39,22 +41,33 @@ class Intake:
         self.closed = False  # set at shutdown: new jobs are refused (503)
         self.uploads = UploadSlots(settings.max_uploads_per_client)
         self.queue = QueueAdmission(store, views, settings.max_queue, settings.max_queue_per_key)
+        self.idempotency = Idempotency(store)
 
-    async def receive(self, request: Request, owner: str | None) -> Job:
-        """The new job, queued; an :class:`APIError` says why not."""
+    async def receive(self, request: Request, owner: str | None) -> Received:
+        """The new job, queued (or, for a retry with the same Idempotency-Key, the job its
+        first attempt made); an :class:`APIError` says why not."""
+        key, tenant = idempotency_key(request), owner or ""
         if self.closed:
             raise APIError(503, "SHUTTING_DOWN", "the service is shutting down", {"Retry-After": "30"})
         storage = self.disk.state()
         if storage != "ok":  # before the body is read: the upload would fill the disk further
             raise insufficient_storage(storage)
         with self.uploads.hold(client_id(request, owner)):
-            self.queue.check(owner)  # a full queue refuses before the body is read
+            if key is None or not self.idempotency.known(tenant, key):  # a retry's job may fill the queue
+                self.queue.check(owner)  # a full queue refuses before the body is read
             folder = self.folders.folder(uuid.uuid4().hex)
             try:
                 folder.create()
-                video, audio, params = await read_inputs(
-                    request, self.roots, folder.path, self.settings.max_upload_mb * 1024 * 1024
+                received = await read_inputs(
+                    request, self.roots, folder.path, self.settings.max_upload_mb * 1024 * 1024, key is not None
                 )
+                video, audio, params = received.video, received.audio, received.params
+                fingerprint = received.fingerprint if key is not None else None
+                if key is not None and fingerprint is not None:
+                    earlier = self.idempotency.earlier_job(tenant, key, fingerprint)
+                    if earlier is not None:  # a retry: its files are not needed
+                        folder.remove()
+                        return Received(earlier, replayed=True)
                 if params.webhook_url:
                     await run_in_threadpool(check_webhook, self.webhook_policy, params.webhook_url)
                 disk = await run_in_threadpool(check_media, video, audio, self.settings.media_limits())
@@ -69,16 +82,43 @@ class Intake:
                     owner=owner,
                     disk_estimate_bytes=disk.total,
                 )
-                with self.queue.lock:  # the last check and the insert: one step
-                    self.queue.check(owner)
-                    self.store.insert(job)
+                earlier = self._enqueue(job, owner, tenant, key, fingerprint)
+                if earlier is not None:  # made meanwhile by a concurrent retry
+                    folder.remove()
+                    return Received(earlier, replayed=True)
             except BaseException as exc:
                 folder.remove()  # frees what a refused upload took
                 if is_disk_full(exc):  # the upload's files or the job record did not fit
                     raise insufficient_storage("the data folder is full") from exc
                 raise
         self.runner.submit(job)
-        return job
+        return Received(job, replayed=False)
+
+    def _enqueue(
+        self, job: Job, owner: str | None, tenant: str, key: str | None, fingerprint: str | None
+    ) -> Job | None:
+        """Inserts the job if the queue has room, one step with that last check; with an
+        Idempotency-Key, ties the key to it first. Returns the job a concurrent request with
+        the same key made instead, if any."""
+        with self.queue.lock:
+            if key is not None and fingerprint is not None:
+                earlier = self.idempotency.claim(tenant, key, fingerprint, job.id)
+                if earlier is not None:
+                    return earlier
+            try:
+                self.queue.check(owner)
+                self.store.insert(job)
+            except BaseException:
+                if key is not None and fingerprint is not None:
+                    self.idempotency.release(tenant, key, job.id)
+                raise
+        return None
+
+
+@dataclass(frozen=True)
+class Received:
+    job: Job
+    replayed: bool  # an earlier request with the same Idempotency-Key made it (200, not 202)
 
 
 def client_id(request: Request, owner: str | None) -> str:

@@ -19,6 +19,7 @@ from server.api.deps import (
     keyed_router,
 )
 from server.api.errors import APIError
+from server.api.idempotency import IDEMPOTENCY_HEADER, IDEMPOTENCY_RESPONSES
 from server.api.openapi import errors
 from server.api.schemas import JobList, JobView
 from server.jobs.model import JobStatus
@@ -31,11 +32,17 @@ router = keyed_router()
     status_code=202,
     tags=["jobs"],
     response_model=JobView,
-    responses=errors(400, 403, 408, 413, 415, 422, 429, 503, 507),  # the request body: server/api/openapi.py
+    responses={  # the request body: server/api/openapi.py
+        200: {"model": JobView, "description": "A retry (same Idempotency-Key and request): the job it made"},
+        **errors(400, 403, 408, 413, 415, 422, 429, 503, 507),
+        **IDEMPOTENCY_RESPONSES,
+    },
+    openapi_extra={"parameters": [IDEMPOTENCY_HEADER]},
 )
 async def create_job(request: Request, intake: IntakeDep, views: ViewsDep, caller: CallerDep) -> JSONResponse:
-    job = await intake.receive(request, caller.owner)
-    return JSONResponse(views.view(job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+    received = await intake.receive(request, caller.owner)
+    job, status = received.job, 200 if received.replayed else 202
+    return JSONResponse(views.view(job).model_dump(), status_code=status, headers={"Location": f"/jobs/{job.id}"})
 
 
 @router.get("/jobs", response_model=JobList, tags=["jobs"], responses=errors(400, 422))
