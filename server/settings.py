@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     max_uploads_per_client: int = Field(8, ge=1)
     body_idle_s: float = Field(15.0, gt=0)  # no body bytes for this long: 408 BODY_IDLE_TIMEOUT at once
     max_queue_per_key: int = Field(0, ge=0)  # queued jobs one API key may hold; 0: only MAX_QUEUE bounds them
+    # Probe children (ffprobe) of upload checks running at once; 0: cores - 1, at least 1, so that
+    # a burst of uploads leaves the event loop a core (issue 22 item 7).
+    max_concurrent_probes: int = Field(0, ge=0)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

@@ -43,8 +43,10 @@ class InputRoots:
             path = Path(raw).resolve()  # resolves '..' and symlinks before the check
             if not any(path.is_relative_to(root) for root in self.roots):
                 raise APIError(403, "PATH_NOT_ALLOWED", "the path is outside the allowed input folders")
-            if not path.is_file():
+            if not path.exists():
                 raise APIError(400, "FILE_NOT_FOUND", f"no such file: {Path(raw).name[:255]}")
+            if not path.is_file():  # a folder, a FIFO, a device: nothing a job can read as a file
+                raise APIError(400, "INPUT_NOT_REGULAR", f"not a regular file: {Path(raw).name[:255]}")
         except OSError as exc:  # a name too long, a symlink loop, ...
             raise APIError(400, "INVALID_PATH", f"invalid path ({exc.strerror or type(exc).__name__})") from exc
         return path

@@ -4,6 +4,8 @@ nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -42,6 +44,7 @@ class Intake:
         self.uploads = UploadSlots(settings.max_uploads_per_client)
         self.queue = QueueAdmission(store, views, settings.max_queue, settings.max_queue_per_key)
         self.idempotency = Idempotency(store)
+        self.probes = asyncio.Semaphore(probe_slots(settings.max_concurrent_probes))
 
     async def receive(self, request: Request, owner: str | None) -> Received:
         """The new job, queued (or, for a retry with the same Idempotency-Key, the job its
@@ -70,7 +73,8 @@ class Intake:
                         return Received(earlier, replayed=True)
                 if params.webhook_url:
                     await run_in_threadpool(check_webhook, self.webhook_policy, params.webhook_url)
-                disk = await run_in_threadpool(check_media, video, audio, self.settings.media_limits())
+                async with self.probes:  # a bounded number of probe children at once
+                    disk = await run_in_threadpool(check_media, video, audio, self.settings.media_limits())
                 job = Job(
                     id=folder.name,
                     status=JobStatus.QUEUED,
@@ -126,3 +130,9 @@ def client_id(request: Request, owner: str | None) -> str:
     if owner is not None:
         return f"key:{owner}"
     return f"addr:{request.client.host if request.client else 'unknown'}"
+
+
+def probe_slots(setting: int) -> int:
+    """Upload checks that may run probe children at once: the setting, or all cores but one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return setting or max(1, cores - 1)

@@ -17,6 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from server.api.errors import APIError
+from server.jobs.folder import UPLOAD_PREFIX
 
 FILE_FIELDS = ("video", "audio")
 MAX_FIELD_BYTES = 4096
@@ -70,7 +71,7 @@ class _Sink:
                 raise APIError(400, "DUPLICATE_FILE", f"more than one '{name}' file")
             ext = Path(filename.decode(errors="replace")).suffix
             # The user's file name never reaches a path: only a short alphanumeric suffix.
-            path = self.folder / f"input_{name}{ext.lower() if _SAFE_EXT.match(ext) else ''}"
+            path = self.folder / f"{UPLOAD_PREFIX}{name}{ext.lower() if _SAFE_EXT.match(ext) else ''}"
             self._file = open(path, "wb")  # noqa: SIM115 (closed in on_part_end or close)
             self.result.files[name] = path
             self._hash = hashlib.sha256() if self.hash_files else None
