@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from latentsync_core.media.ffmpeg_bin import run_ffmpeg
+from server.jobs.folder import JobFolder
 from tests.media_helpers import short_job_inputs
 from tests.redis_helpers import redis_server
 from tests.server_helpers import ServerProcess
@@ -148,3 +149,18 @@ def test_a_burst_of_uploads_runs_at_most_max_concurrent_probes_children(
             api.stop()
     assert [a.status_code for a in answers] == [202] * BURST, [a.text for a in answers]
     assert watch.samples > 100 and watch.most == 1, (watch.most, watch.samples)  # MAX_CONCURRENT_PROBES=1
+
+
+def test_removing_a_folders_inputs_keeps_the_result_and_never_follows_a_link(tmp_path: Path) -> None:
+    outside = tmp_path / "theirs.mp4"  # a path input, or what a planted link points at
+    outside.write_bytes(b"keep me")
+    folder = JobFolder(tmp_path / "job")
+    folder.create()
+    (folder.path / "input_video.mp4").write_bytes(b"v")
+    (folder.path / "input_audio").symlink_to(outside)
+    folder.tmp.mkdir()
+    (folder.tmp / "frame.png").write_bytes(b"f")
+    folder.result.write_bytes(b"result")
+    folder.remove_inputs()
+    assert {p.name for p in folder.path.iterdir()} == {"result.mp4"}
+    assert outside.read_bytes() == b"keep me"

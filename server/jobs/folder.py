@@ -52,7 +52,10 @@ class JobFolder:
         self.remove_tmp()
         if self.path.is_dir() and not self.path.is_symlink():
             for upload in self.path.glob(f"{UPLOAD_PREFIX}*"):
-                upload.unlink(missing_ok=True)  # a file or a link: unlinked, never followed
+                if upload.is_dir() and not upload.is_symlink():
+                    shutil.rmtree(upload, ignore_errors=True)
+                else:
+                    upload.unlink(missing_ok=True)  # a file or a link: unlinked, never followed
 
 
 class JobFolders:
