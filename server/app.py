@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s, idle_s=settings.body_idle_s)
     app.include_router(health.public)  # /health: no key needed
     app.include_router(page.web)  # GET /: the page to try the service
     app.include_router(health.router)

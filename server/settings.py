@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     # Face scans (POST /faces, issue 26): how many run at once (each with DETECT_WORKERS threads),
     # beside the GPU jobs; more wait (up to MAX_QUEUE). Kept for RESULT_TTL_S.
     face_scan_workers: int = Field(1, ge=1, le=16)
+    # Admission (issue 22 item 1): an upload in flight holds no queue slot; each client (API key,
+    # or address without keys) has at most this many uploads in flight, more: 429 TOO_MANY_UPLOADS.
+    max_uploads_per_client: int = Field(8, ge=1)
+    body_idle_s: float = Field(15.0, gt=0)  # no body bytes for this long: 408 BODY_IDLE_TIMEOUT at once
+    max_queue_per_key: int = Field(0, ge=0)  # queued jobs one API key may hold; 0: only MAX_QUEUE bounds them
+    # Probe children (ffprobe) of upload checks running at once; 0: cores - 1, at least 1, so that
+    # a burst of uploads leaves the event loop a core (issue 22 item 7).
+    max_concurrent_probes: int = Field(0, ge=0)
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

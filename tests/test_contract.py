@@ -19,12 +19,13 @@ ST = Path(sys.executable).with_name("st")
 # Schema-valid is not valid media: random bytes for `video` are refused with 400, a path in
 # the JSON form with 403 (outside the input folders), a well-formed webhook URL may still
 # point at a private address (400 WEBHOOK_NOT_ALLOWED). Every other operation must accept
-# any schema-valid request.
+# any schema-valid request. An Idempotency-Key seen before answers 200 (the same request) or
+# 409 (another request).
 CONFIG = """
 [[operations]]
 include-path = "/lipsync"
 include-method = "POST"
-checks.positive_data_acceptance.expected-statuses = ["202", "400", "403", "413", "429"]
+checks.positive_data_acceptance.expected-statuses = ["200", "202", "400", "403", "409", "413", "429"]
 
 [[operations]]
 include-path = "/faces"

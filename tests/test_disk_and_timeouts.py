@@ -168,12 +168,10 @@ def test_a_trickling_upload_is_dropped_with_408_and_its_queue_slot_released(
     with socket.create_connection(("127.0.0.1", small.port), timeout=10) as sock:
         sock.sendall(head + part)
         deadline_bytes = 240  # a bound on the test (120 s), far past the server's deadline
-        while _job_folders(small) == before and deadline_bytes:  # admitted: the upload holds the only slot
+        while _job_folders(small) == before and deadline_bytes:  # admitted: the upload is being received
             sock.sendall(b"x")
             deadline_bytes -= 1
             select.select([], [], [], 0.5)
-        busy = small.post_files(inputs["video"], inputs["audio"])
-        assert (busy.status_code, busy.json()["error"]["code"]) == (429, "QUEUE_FULL"), busy.text
         answer = b""
         while deadline_bytes:
             readable, _, _ = select.select([sock], [], [], 0.5)
@@ -185,7 +183,7 @@ def test_a_trickling_upload_is_dropped_with_408_and_its_queue_slot_released(
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b'"BODY_TIMEOUT"' in answer
     assert _job_folders(small) == before  # the partial upload is gone
-    again = small.post_files(inputs["video"], inputs["audio"])  # and the slot is free again
+    again = small.post_files(inputs["video"], inputs["audio"])  # and the upload slot is free again
     assert again.status_code == 202, again.text
     small.client.delete(f"/jobs/{again.json()['id']}")
     small.wait(again.json()["id"], {"succeeded", "failed", "canceled"})

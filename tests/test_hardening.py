@@ -104,13 +104,15 @@ def test_an_existing_database_gains_the_owner_column(tmp_path: Path) -> None:
 # ---- item 7: atomic admission -----------------------------------------------------------------
 @pytest.fixture()
 def tight(tmp_path: Path) -> ServerProcess:
-    srv = ServerProcess(tmp_path / "srv", max_queue=2).start()
+    # 12 uploads of one key at once: the per-client bound on uploads in flight (issue 22) is
+    # raised so that every refusal here is the queue's.
+    srv = ServerProcess(tmp_path / "srv", max_queue=2, max_uploads_per_client=16).start()
     yield srv
     srv.stop()
 
 
 def test_concurrent_uploads_never_exceed_the_queue_limit(tight: ServerProcess, inputs: dict[str, Path]) -> None:
-    """The slot is reserved before the body is read: of 12 uploads at once with MAX_QUEUE=2
+    """The last queue check and the insert are one step: of 12 uploads at once with MAX_QUEUE=2
     while the worker is busy, at most 2 are accepted; the rest get 429 with Retry-After."""
     blocker = tight.post_files(inputs["video"], inputs["audio"], inference_steps=200).json()
     tight.wait(blocker["id"], {"running"})

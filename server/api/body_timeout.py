@@ -2,7 +2,9 @@
 every per-read timeout happy) holds a queue slot, a job folder and a connection for as long
 as it likes. Every body must arrive whole within ``body_timeout_s`` of the request's start;
 after that the read fails with 408 ``BODY_TIMEOUT``, the route's clean-up runs (the partial
-files go, the queue slot is released) and the connection is closed.
+files go, the upload slot is released) and the connection is closed. A body that stops
+moving (no bytes for ``idle_s``) ends the same way at once, as 408 ``BODY_IDLE_TIMEOUT``:
+an idle upload must not hold its slot until the total deadline.
 
 Pure ASGI (no BaseHTTPMiddleware, which would buffer and re-wrap the body)."""
 
@@ -16,8 +18,9 @@ from server.api.errors import APIError
 
 
 class BodyTimeoutMiddleware:
-    def __init__(self, app: ASGIApp, seconds: float):
+    def __init__(self, app: ASGIApp, seconds: float, idle_s: float | None = None):
         self.app, self.seconds = app, seconds
+        self.idle_s = seconds if idle_s is None else min(idle_s, seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,10 +34,14 @@ class BodyTimeoutMiddleware:
             nonlocal body_done
             if body_done:  # later reads only wait for a disconnect: no deadline
                 return await receive()
+            idle_until = loop.time() + self.idle_s
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(min(deadline, idle_until)):
                     message = await receive()
             except TimeoutError:
+                if idle_until < deadline:
+                    message = f"the request body stopped: no bytes for {self.idle_s:g} s"
+                    raise APIError(408, "BODY_IDLE_TIMEOUT", message, {"Connection": "close"}) from None
                 message = f"the request body did not arrive within {self.seconds:g} s"
                 raise APIError(408, "BODY_TIMEOUT", message, {"Connection": "close"}) from None
             if message["type"] != "http.request" or not message.get("more_body", False):

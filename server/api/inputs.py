@@ -5,6 +5,7 @@ checks they must pass before the job is queued."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Request
@@ -18,6 +19,7 @@ from latentsync_core.storage.job_disk import DiskEstimate
 from server.api.errors import APIError
 from server.api.schemas import JobParams, PathRequest
 from server.api.uploads import receive_multipart
+from server.jobs.idempotency import request_fingerprint
 from server.jobs.webhooks import WebhookPolicy, WebhookRefused
 
 MAX_JSON_BYTES = 64 * 1024
@@ -41,17 +43,28 @@ class InputRoots:
             path = Path(raw).resolve()  # resolves '..' and symlinks before the check
             if not any(path.is_relative_to(root) for root in self.roots):
                 raise APIError(403, "PATH_NOT_ALLOWED", "the path is outside the allowed input folders")
-            if not path.is_file():
+            if not path.exists():
                 raise APIError(400, "FILE_NOT_FOUND", f"no such file: {Path(raw).name[:255]}")
+            if not path.is_file():  # a folder, a FIFO, a device: nothing a job can read as a file
+                raise APIError(400, "INPUT_NOT_REGULAR", f"not a regular file: {Path(raw).name[:255]}")
         except OSError as exc:  # a name too long, a symlink loop, ...
             raise APIError(400, "INVALID_PATH", f"invalid path ({exc.strerror or type(exc).__name__})") from exc
         return path
 
 
+@dataclass
+class ReceivedInputs:
+    video: Path
+    audio: Path
+    params: JobParams
+    fingerprint: str | None = None  # when asked for: what makes a retry "the same request"
+
+
 async def read_inputs(
-    request: Request, roots: InputRoots, folder: Path, max_upload_bytes: int
-) -> tuple[Path, Path, JobParams]:
-    """The video, the audio and the parameters of a POST /lipsync; uploads go into ``folder``."""
+    request: Request, roots: InputRoots, folder: Path, max_upload_bytes: int, fingerprint: bool = False
+) -> ReceivedInputs:
+    """The video, the audio and the parameters of a POST /lipsync; uploads go into ``folder``.
+    ``fingerprint``: also the request's fingerprint (``server.jobs.idempotency``)."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
         raw = await request.body()
@@ -63,18 +76,22 @@ async def read_inputs(
             raise APIError(422, "INVALID_PARAMETER", "JSON body nested too deeply") from exc
         except (ValueError, ValidationError) as exc:
             raise APIError(422, "INVALID_PARAMETER", _first_error(exc)) from exc
-        return roots.allowed(req.video_path), roots.allowed(req.audio_path), req
-    upload = await receive_multipart(request, folder, max_upload_bytes)
+        video, audio = roots.allowed(req.video_path), roots.allowed(req.audio_path)
+        digest = request_fingerprint({}, req.model_dump(exclude_none=True)) if fingerprint else None
+        return ReceivedInputs(video, audio, req, digest)
+    upload = await receive_multipart(request, folder, max_upload_bytes, hash_files=fingerprint)
     for name in ("video", "audio"):
         if name not in upload.files:
             raise APIError(400, "MISSING_FILE", f"the '{name}' file is missing")
         if upload.files[name].stat().st_size == 0:
             raise APIError(400, "EMPTY_FILE", f"the '{name}' file is empty")
+    fields = {k: v for k, v in upload.fields.items() if v != ""}
     try:
-        params = JobParams.model_validate({k: v for k, v in upload.fields.items() if v != ""})
+        params = JobParams.model_validate(fields)
     except ValidationError as exc:
         raise APIError(422, "INVALID_PARAMETER", _first_error(exc)) from exc
-    return upload.files["video"], upload.files["audio"], params
+    digest = request_fingerprint(upload.digests, fields) if fingerprint else None
+    return ReceivedInputs(upload.files["video"], upload.files["audio"], params, digest)
 
 
 def _first_error(exc: Exception) -> str:

@@ -19,8 +19,10 @@ from server.api.deps import (
     keyed_router,
 )
 from server.api.errors import APIError
+from server.api.idempotency import IDEMPOTENCY_HEADER, IDEMPOTENCY_RESPONSES
 from server.api.openapi import errors
-from server.api.schemas import JobList, JobView
+from server.api.ranges import check_range
+from server.api.schemas import ErrorResponse, JobList, JobView
 from server.jobs.model import JobStatus
 
 router = keyed_router()
@@ -31,11 +33,17 @@ router = keyed_router()
     status_code=202,
     tags=["jobs"],
     response_model=JobView,
-    responses=errors(400, 403, 408, 413, 415, 422, 429, 503, 507),  # the request body: server/api/openapi.py
+    responses={  # the request body: server/api/openapi.py
+        200: {"model": JobView, "description": "A retry (same Idempotency-Key and request): the job it made"},
+        **errors(400, 403, 408, 413, 415, 422, 429, 503, 507),
+        **IDEMPOTENCY_RESPONSES,
+    },
+    openapi_extra={"parameters": [IDEMPOTENCY_HEADER]},
 )
 async def create_job(request: Request, intake: IntakeDep, views: ViewsDep, caller: CallerDep) -> JSONResponse:
-    job = await intake.receive(request, caller.owner)
-    return JSONResponse(views.view(job).model_dump(), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+    received = await intake.receive(request, caller.owner)
+    job, status = received.job, 200 if received.replayed else 202
+    return JSONResponse(views.view(job).model_dump(), status_code=status, headers={"Location": f"/jobs/{job.id}"})
 
 
 @router.get("/jobs", response_model=JobList, tags=["jobs"], responses=errors(400, 422))
@@ -59,6 +67,10 @@ async def get_job(views: ViewsDep, job: JobDep) -> JobView:
 
 
 _MP4 = {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}
+_RESULT_ERRORS = {
+    **errors(404, 409, 410, 422),
+    416: {"model": ErrorResponse, "description": "The Range header is malformed or outside the result"},
+}
 
 
 @router.get(
@@ -67,15 +79,28 @@ _MP4 = {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}
     response_class=FileResponse,
     responses={
         200: {"description": "The lip-synced MP4 (Range requests: 206)", "content": _MP4},
-        **errors(404, 409, 410, 422),
+        **_RESULT_ERRORS,
     },
 )
-async def get_result(job: JobDep) -> FileResponse:
+async def get_result(request: Request, job: JobDep) -> FileResponse:
     if job.status != JobStatus.SUCCEEDED:
         raise APIError(409, "NOT_READY", f"job is {job.status}; the result exists once it has succeeded")
-    if job.result_expired or not job.result_path or not Path(job.result_path).is_file():
+    path = Path(job.result_path) if job.result_path else None
+    if job.result_expired or path is None or not path.is_file():
         raise APIError(410, "RESULT_EXPIRED", "the result was removed after its retention time")
-    return FileResponse(job.result_path, media_type="video/mp4", filename=f"lipsync-{job.id}.mp4")
+    if "range" in request.headers:
+        check_range(request.headers["range"], path.stat().st_size)
+    return FileResponse(path, media_type="video/mp4", filename=f"lipsync-{job.id}.mp4")
+
+
+@router.head(
+    "/jobs/{job_id}/result",
+    tags=["jobs"],
+    response_class=FileResponse,
+    responses={200: {"description": "The result's headers (Content-Length, ETag, ...), no body"}, **_RESULT_ERRORS},
+)
+async def head_result(request: Request, job: JobDep) -> FileResponse:
+    return await get_result(request, job)
 
 
 @router.delete(

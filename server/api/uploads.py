@@ -7,6 +7,7 @@ while reading, so an oversize upload is refused after at most ``limit`` bytes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from server.api.errors import APIError
+from server.jobs.folder import UPLOAD_PREFIX
 
 FILE_FIELDS = ("video", "audio")
 MAX_FIELD_BYTES = 4096
@@ -26,13 +28,15 @@ _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
 class ParsedUpload:
     files: dict[str, Path] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # SHA-256 of each file, when asked for
 
 
 class _Sink:
     """Per-part state for the parser callbacks."""
 
-    def __init__(self, folder: Path, limit: int):
-        self.folder, self.limit = folder, limit
+    def __init__(self, folder: Path, limit: int, hash_files: bool = False):
+        self.folder, self.limit, self.hash_files = folder, limit, hash_files
+        self._hash: hashlib._Hash | None = None
         self.total = 0
         self.result = ParsedUpload()
         self._header_field = b""
@@ -67,9 +71,10 @@ class _Sink:
                 raise APIError(400, "DUPLICATE_FILE", f"more than one '{name}' file")
             ext = Path(filename.decode(errors="replace")).suffix
             # The user's file name never reaches a path: only a short alphanumeric suffix.
-            path = self.folder / f"input_{name}{ext.lower() if _SAFE_EXT.match(ext) else ''}"
+            path = self.folder / f"{UPLOAD_PREFIX}{name}{ext.lower() if _SAFE_EXT.match(ext) else ''}"
             self._file = open(path, "wb")  # noqa: SIM115 (closed in on_part_end or close)
             self.result.files[name] = path
+            self._hash = hashlib.sha256() if self.hash_files else None
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         n = end - start
@@ -78,6 +83,8 @@ class _Sink:
             raise APIError(413, "PAYLOAD_TOO_LARGE", f"upload larger than {self.limit // (1024 * 1024)} MB")
         if self._file is not None:
             self._file.write(data[start:end])
+            if self._hash is not None:
+                self._hash.update(data[start:end])
         else:
             if len(self._value) + n > MAX_FIELD_BYTES:
                 raise APIError(400, "FIELD_TOO_LARGE", f"form field '{self._name}' is too large")
@@ -87,6 +94,8 @@ class _Sink:
         if self._file is not None:
             self._file.close()
             self._file = None
+            if self._hash is not None and self._name:
+                self.result.digests[self._name] = self._hash.hexdigest()
         elif self._name:
             self.result.fields[self._name] = self._value.decode(errors="replace")
 
@@ -95,7 +104,7 @@ class _Sink:
             self._file.close()
 
 
-async def receive_multipart(request: Request, folder: Path, limit: int) -> ParsedUpload:
+async def receive_multipart(request: Request, folder: Path, limit: int, hash_files: bool = False) -> ParsedUpload:
     content_type, opts = parse_options_header(request.headers.get("content-type", ""))
     boundary = opts.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -103,7 +112,7 @@ async def receive_multipart(request: Request, folder: Path, limit: int) -> Parse
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 1024 * 1024:
         raise APIError(413, "PAYLOAD_TOO_LARGE", f"upload larger than {limit // (1024 * 1024)} MB")
-    sink = _Sink(folder, limit)
+    sink = _Sink(folder, limit, hash_files)
     callbacks = {
         name: getattr(sink, name)
         for name in (

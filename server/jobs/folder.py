@@ -8,6 +8,8 @@ from pathlib import Path
 
 from server.jobs.model import Job
 
+UPLOAD_PREFIX = "input_"  # uploaded files are saved as input_<field><.ext> (``server/api/uploads.py``)
+
 
 class JobFolder:
     def __init__(self, path: Path):
@@ -43,6 +45,17 @@ class JobFolder:
 
     def remove_tmp(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def remove_inputs(self) -> None:
+        """What only a run needs: the uploaded inputs and the scratch space. The result stays
+        (path inputs live outside the folder: never touched)."""
+        self.remove_tmp()
+        if self.path.is_dir() and not self.path.is_symlink():
+            for upload in self.path.glob(f"{UPLOAD_PREFIX}*"):
+                if upload.is_dir() and not upload.is_symlink():
+                    shutil.rmtree(upload, ignore_errors=True)
+                else:
+                    upload.unlink(missing_ok=True)  # a file or a link: unlinked, never followed
 
 
 class JobFolders:

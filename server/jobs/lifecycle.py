@@ -102,6 +102,7 @@ class JobLifecycle:
     # ---- helpers ----------------------------------------------------------------------
     def _end(self, job: Job, status: JobStatus, **fields: Any) -> Job:
         self.store.update(job.id, status=status, finished_at=time.time(), **fields)
+        JobFolder.of(job).remove_inputs()  # an ended job never runs again: only its result stays
         self.metrics.jobs_finished.labels(status.value).inc()
         ended = self._reload(job)
         if ended.webhook_url:

@@ -8,19 +8,23 @@ there as the broker, the records are small documents read by id, and the only qu
 jobs would put them in PostgreSQL instead, behind this same interface.
 
 Layout: ``<prefix>job:<id>`` a hash of JSON-encoded fields; ``<prefix>status:<status>`` a
-sorted set of ids scored by creation time.
+sorted set of ids scored by creation time; ``<prefix>idem:<sha256(tenant, key)>`` an
+Idempotency-Key record (JSON), expiring by itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
+import math
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import redis
 
+from server.jobs.idempotency import IdempotencyRecord
 from server.jobs.model import FINAL, Job, JobStatus
 from server.jobs.store import StoreUnavailable
 
@@ -158,3 +162,36 @@ class RedisJobStore:
     @_guarded
     def counts_by_status(self) -> dict[str, int]:
         return {s.value: self.count(s) for s in JobStatus}
+
+    def _idem(self, tenant: str, key: str) -> str:
+        digest = hashlib.sha256(json.dumps([tenant, key]).encode()).hexdigest()  # any key, a bounded name
+        return f"{self.prefix}idem:{digest}"
+
+    @_guarded
+    def find_idempotency_key(self, tenant: str, key: str, ttl_s: float) -> IdempotencyRecord | None:
+        raw = self.redis.get(self._idem(tenant, key))
+        return IdempotencyRecord(**json.loads(raw)) if raw else None  # Redis expires it after ttl_s
+
+    @_guarded
+    def claim_idempotency_key(self, record: IdempotencyRecord, ttl_s: float) -> IdempotencyRecord | None:
+        name = self._idem(record.tenant, record.key)
+        value = json.dumps(dataclasses.asdict(record))
+        for _ in range(3):  # the other record may expire between SET NX and GET
+            if self.redis.set(name, value, nx=True, ex=max(1, math.ceil(ttl_s))):
+                return None
+            raw = self.redis.get(name)
+            if raw:
+                return IdempotencyRecord(**json.loads(raw))
+        raise StoreUnavailable("redis: an Idempotency-Key record kept changing")
+
+    @_guarded
+    def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
+        name = self._idem(tenant, key)
+
+        def forget(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(name)
+            pipe.multi()
+            if raw and json.loads(raw)["job_id"] == job_id:
+                pipe.delete(name)
+
+        self.redis.transaction(forget, name)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from server.jobs.idempotency import IdempotencyRecord
 from server.jobs.model import FINAL, Job, JobStatus
 from server.jobs.store import StoreUnavailable
 
@@ -42,6 +44,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     disk_estimate_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
 """
 # Columns added after the first release: (name, declaration) for ALTER TABLE on older databases.
 _ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT"), ("disk_estimate_bytes", "INTEGER")]
@@ -178,6 +189,35 @@ class SQLiteJobStore:
         with self._locked():
             rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {r[0]: r[1] for r in rows}
+
+    def find_idempotency_key(self, tenant: str, key: str, ttl_s: float) -> IdempotencyRecord | None:
+        with self._locked():
+            row = self._db.execute(
+                "SELECT * FROM idempotency WHERE tenant = ? AND key = ? AND created_at >= ?",
+                (tenant, key, time.time() - ttl_s),
+            ).fetchone()
+        return IdempotencyRecord(**dict(row)) if row else None
+
+    def claim_idempotency_key(self, record: IdempotencyRecord, ttl_s: float) -> IdempotencyRecord | None:
+        with self._locked():  # one connection under a lock: the delete, insert and read are one step
+            self._db.execute("DELETE FROM idempotency WHERE created_at < ?", (time.time() - ttl_s,))
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO idempotency (tenant, key, fingerprint, job_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.tenant, record.key, record.fingerprint, record.job_id, record.created_at),
+            ).rowcount
+            if added:
+                return None
+            row = self._db.execute(
+                "SELECT * FROM idempotency WHERE tenant = ? AND key = ?", (record.tenant, record.key)
+            ).fetchone()
+        return IdempotencyRecord(**dict(row))
+
+    def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
+        with self._locked():
+            self._db.execute(
+                "DELETE FROM idempotency WHERE tenant = ? AND key = ? AND job_id = ?", (tenant, key, job_id)
+            )
 
     @staticmethod
     def _to_row(job: Job) -> dict[str, Any]:

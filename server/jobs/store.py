@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Protocol
 
+from server.jobs.idempotency import IdempotencyRecord
 from server.jobs.model import Job
 
 log = logging.getLogger("latentsync.server")
@@ -58,6 +59,18 @@ class JobStore(Protocol):
         ...
 
     def counts_by_status(self) -> dict[str, int]: ...
+
+    # Idempotency-Key records (``idempotency.py``); one older than ``ttl_s`` counts as absent.
+    def find_idempotency_key(self, tenant: str, key: str, ttl_s: float) -> IdempotencyRecord | None: ...
+
+    def claim_idempotency_key(self, record: IdempotencyRecord, ttl_s: float) -> IdempotencyRecord | None:
+        """Stores ``record`` unless its (tenant, key) already names a job: then returns that
+        record and stores nothing. Atomic: of two claims at once, one wins."""
+        ...
+
+    def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
+        """Forgets the key if it still names ``job_id``."""
+        ...
 
 
 class StoreCheck:

@@ -1,10 +1,7 @@
-"""PENDING: needs the service side of Idempotency-Key (issue 22 item 6), then rename to
-test_client_idempotency.py. Not collected until then (pytest collects test_*.py only);
-run it by hand with ``python -m pytest tests/pending_test_client_idempotency.py``.
-
-What the service must do: the same key and the same body within 24 h -> the same job
-(200); the same key with another body -> 409. The client sends one key per submit() and a
-multipart boundary fixed by that key, so its retries are byte-identical."""
+"""The client's Idempotency-Key against the real service (issue 22 item 6): the same key and
+the same request within 24 h -> the same job (200); the same key with another request -> 409.
+The client sends one key per submit() and a multipart boundary fixed by that key, so its
+retries are byte-identical (the service fingerprints files and fields, not the raw body)."""
 
 from __future__ import annotations
 
