@@ -13,6 +13,7 @@ from typing import Any
 from latentsync_core.data.cli import add_parser as add_preprocess_parser
 from latentsync_core.evaluation.cli import add_parser as add_eval_parser
 from latentsync_core.training.cli import add_parser as add_train_parser
+from server.db_cli import add_parser as add_db_parser
 from server.settings import Settings
 from server.worker_cli import add_parser as add_worker_parser
 
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_parser(sub)
     add_train_parser(sub)  # train unet | syncnet | export
     add_eval_parser(sub)  # eval run | report | syncnet-acc
+    add_db_parser(sub)  # db check | rebuild
     p = sub.add_parser("infer", help="lip-sync one video to one audio file")
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)

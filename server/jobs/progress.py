@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from server.jobs.store import JobStore
+from server.jobs.store import JobStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 # Share of the whole job each stage stands for, for progress and ETA.
 STAGE_SPAN = {
@@ -46,7 +49,10 @@ class ProgressBoard:
             now = time.monotonic()
             if now - last_persist[0] >= PERSIST_EVERY_S:
                 last_persist[0] = now
-                self.store.update(job_id, **snap)
+                try:
+                    self.store.update(job_id, **snap)
+                except StoreUnavailable as exc:  # the job goes on; polls here still see the snapshot
+                    log.warning("progress of job %s not stored: %s", job_id, exc)
 
         return report
 
