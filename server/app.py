@@ -39,9 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.svc = svc
         try:
             svc.runner.recover()
-            svc.housekeeping.remove_orphans()
+            svc.sweep.run()  # what a killed process left: orphaned folders, tmp/, partial files
         except StoreUnavailable:  # the process stays up; /ready says 503 and why
-            log.exception("the job database cannot be read: no recovery, no orphan clean-up")
+            log.exception("the job database cannot be read: no recovery, no start-up sweep")
         svc.runner.start()
         loader = loop.run_in_executor(None, svc.runner.load)
         cleaner = asyncio.create_task(svc.housekeeping.loop(settings.cleanup_interval_s))
@@ -54,7 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             svc.face_intake.closed = True
             svc.face_scanner.stop()
             scan_cleaner.cancel()
-            log.info("shutting down: %d queued jobs stay queued", svc.store.count(JobStatus.QUEUED))
+            try:
+                log.info("shutting down: %d queued jobs stay queued", svc.store.count(JobStatus.QUEUED))
+            except StoreUnavailable:  # a damaged database must not stop the shutdown half-way
+                log.info("shutting down (the job database cannot be read)")
             await svc.runner.stop()
             cleaner.cancel()
             await asyncio.gather(loader, return_exceptions=True)

@@ -16,6 +16,7 @@ from latentsync_core.sync.cli import add_parser as add_sync_score_parser
 from latentsync_core.training.cli import add_parser as add_train_parser
 from latentsync_core.vision.cli import add_parser as add_faces_parser
 from latentsync_core.weights.cli import add_parser as add_weights_parser
+from server.db_cli import add_parser as add_db_parser
 from server.settings import Settings
 from server.worker_cli import add_parser as add_worker_parser
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_parser(sub)
     add_train_parser(sub)  # train unet | syncnet | export
     add_eval_parser(sub)  # eval run | report | syncnet-acc
+    add_db_parser(sub)  # db check | rebuild
     add_faces_parser(sub)  # faces VIDEO: the track ids --face track:<id> takes
     add_inference_parsers(sub, Settings)  # infer, warmup
     add_sync_score_parser(sub, Settings)

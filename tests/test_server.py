@@ -121,18 +121,22 @@ def test_five_jobs_at_once_all_succeed_one_at_a_time(server: ServerProcess, inpu
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), "two jobs ran at the same time"
 
 
+def _files_left(folder: str) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
 def test_cancel_running_and_queued_jobs(server: ServerProcess, inputs: dict[str, Path]) -> None:
     first = server.post_files(inputs["video"], inputs["audio"], inference_steps=40).json()
     second = server.post_files(inputs["video"], inputs["audio"]).json()
     server.wait(first["id"], {"running"})
     r = server.client.delete(f"/jobs/{second['id']}")
     assert r.status_code == 200 and r.json()["status"] == "canceled"
-    assert not Path(server.db_row(second["id"])["work_dir"]).exists()
+    assert _files_left(server.db_row(second["id"])["work_dir"]) == ["job.json"]  # only its record
     r = server.client.delete(f"/jobs/{first['id']}")
     assert r.status_code == 202 and r.json()["status"] == "canceling"
     canceled = server.wait(first["id"], {"canceled", "succeeded", "failed"}, timeout=60)
     assert canceled["status"] == "canceled" and canceled["error"]["code"] == "CANCELED"
-    assert not Path(server.db_row(first["id"])["work_dir"]).exists()
+    assert _files_left(server.db_row(first["id"])["work_dir"]) == ["job.json"]  # only its record
     assert server.client.get(f"/jobs/{first['id']}/result").json()["error"]["code"] == "NOT_READY"
     assert server.client.delete(f"/jobs/{first['id']}").status_code == 204
     assert server.client.get(f"/jobs/{first['id']}").status_code == 404

@@ -11,6 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from server.jobs.disk import CODE as STORAGE_CODE
+from server.jobs.disk import is_disk_full
+from server.jobs.store import StoreUnavailable
 
 log = logging.getLogger("latentsync.server")
 
@@ -24,6 +26,15 @@ class APIError(Exception):
 def insufficient_storage(reason: str) -> APIError:
     """507: the data folder has no room for an upload (``server.jobs.disk`` says why)."""
     return APIError(507, STORAGE_CODE, f"the server has no room for this upload: {reason}", {"Retry-After": "60"})
+
+
+STORE_RETRY_AFTER_S = 10
+
+
+def store_unavailable() -> APIError:
+    """503: the job records cannot be read or written now (a damaged database, Redis down)."""
+    message = "the job records cannot be read now; try again later"
+    return APIError(503, "STORE_UNAVAILABLE", message, {"Retry-After": str(STORE_RETRY_AFTER_S)})
 
 
 def error_body(code: str, message: str) -> dict:
@@ -68,6 +79,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # RFC 9110: Allow lists every method of the path, not one route's
             headers["Allow"] = ", ".join(_allowed_methods(request))
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        """Whatever route touched the records: 503 with Retry-After (507 when the disk is full)."""
+        log.error("job store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        error = insufficient_storage("the data folder is full") if is_disk_full(exc) else store_unavailable()
+        return await _api_error(request, error)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

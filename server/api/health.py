@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
 from server.api.deps import ServiceDep, keyed_router
+from server.api.errors import STORE_RETRY_AFTER_S
 from server.jobs.model import JobStatus
 from server.jobs.store import StoreUnavailable
 
@@ -56,16 +57,24 @@ async def ready(svc: ServiceDep) -> JSONResponse:
     if runner.state == "error":
         body["error"] = runner.load_error
     healthy = runner.state == "ready" and database == "ok" and storage == "ok"
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    headers = {} if database == "ok" else {"Retry-After": str(STORE_RETRY_AFTER_S)}
+    return JSONResponse(body, status_code=200 if healthy else 503, headers=headers)
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
 async def metrics(svc: ServiceDep) -> PlainTextResponse:
     m = svc.metrics
-    counts = svc.store.counts_by_status()
-    for status in JobStatus:
-        m.jobs_by_status.labels(status.value).set(counts.get(status.value, 0))
-    m.queue_length.set(counts.get(JobStatus.QUEUED, 0))
+    # Metrics answer while the job records cannot be read: that is when they are wanted most.
+    database = await run_in_threadpool(svc.store_check.state)
+    m.store_up.set(1 if database == "ok" else 0)
+    try:
+        counts = svc.store.counts_by_status() if database == "ok" else None
+    except StoreUnavailable:
+        counts = None
+    if counts is not None:
+        for status in JobStatus:
+            m.jobs_by_status.labels(status.value).set(counts.get(status.value, 0))
+        m.queue_length.set(counts.get(JobStatus.QUEUED, 0))
     m.ready.set(1 if svc.runner.state == "ready" else 0)
     if svc.runner.state == "ready":
         for kind, value in svc.runner.memory_stats().items():

@@ -17,6 +17,7 @@ from server.jobs.disk import DiskSpace
 from server.jobs.folder import JobFolders
 from server.jobs.housekeeping import Housekeeping
 from server.jobs.store import StoreCheck
+from server.jobs.sweep import StartupSweep
 from server.runners.factory import make_backend
 from server.settings import Settings
 
@@ -49,3 +50,5 @@ class Service:
         )
         self.face_intake = FaceIntake(settings, self.face_scanner, scans, self.disk)
         self.housekeeping = Housekeeping(self.store, folders, settings.result_ttl_s, settings.record_ttl_s)
+        caches = [settings.template_cache_dir, settings.compile_artifacts_dir]
+        self.sweep = StartupSweep(self.store, folders, settings.data_dir, caches)

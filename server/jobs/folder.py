@@ -1,14 +1,23 @@
 """A job's files: its own folder under ``<data_dir>/jobs`` (the uploads, ``tmp/`` while it
-runs, ``result.mp4``). Every removal of a job's files goes through :class:`JobFolder`."""
+runs, ``result.mp4``, and ``job.json``: a copy of its record, so that the job database can be
+rebuilt from the folders, ``server/jobs/rebuild.py``). Every removal of a job's files goes
+through :class:`JobFolder`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from pathlib import Path
+
+from latentsync_core.files.atomic import PART, write_text_atomic
 
 from server.jobs.model import Job
 
 UPLOAD_PREFIX = "input_"  # uploaded files are saved as input_<field><.ext> (``server/api/uploads.py``)
+RECORD = "job.json"
+_RECORD_PART = Path(RECORD).stem + PART
+_JOB_FIELDS = {f.name for f in dataclasses.fields(Job)}
 
 
 class JobFolder:
@@ -32,6 +41,24 @@ class JobFolder:
     def result(self) -> Path:
         return self.path / "result.mp4"
 
+    @property
+    def record(self) -> Path:
+        return self.path / RECORD
+
+    def write_record(self, job: Job) -> None:
+        """The record, whole or not at all (written aside, then renamed); nothing when the
+        folder is gone (the job was removed meanwhile)."""
+        if self.path.is_dir():
+            write_text_atomic(self.record, json.dumps(dataclasses.asdict(job)))
+
+    def read_record(self) -> Job | None:
+        """The record kept here; None when there is none or it cannot be read."""
+        try:
+            fields = json.loads(self.record.read_text())
+            return Job(**{k: v for k, v in fields.items() if k in _JOB_FIELDS})
+        except (OSError, ValueError, TypeError):
+            return None
+
     def create(self) -> None:
         self.path.mkdir(parents=True)  # a new job's folder: never one that exists
 
@@ -42,6 +69,20 @@ class JobFolder:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
             self.path.unlink(missing_ok=True)
+
+    def remove_files(self) -> None:
+        """Everything but the record (a job that ended without a result, or whose result
+        expired: its record lives on until it is purged); a folder without one goes whole."""
+        if not self.record.is_file() or self.path.is_symlink():
+            self.remove()
+            return
+        for child in self.path.iterdir():
+            if child.name == RECORD or child.name.startswith(_RECORD_PART):  # a record being written
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
     def remove_tmp(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -70,9 +70,10 @@ class JobLifecycle:
     def cancel(self, job: Job) -> Job:
         """A queued job, or a running one whose pipeline has stopped."""
         self._expect(job, JobStatus.QUEUED, JobStatus.RUNNING)
-        ended = self._end(job, JobStatus.CANCELED, error_code="CANCELED", error_message="canceled by request")
-        JobFolder.of(job).remove()
-        return ended
+        # Its files go first, so a client that sees "canceled" finds them gone; the record
+        # (job.json) stays until the job is purged.
+        JobFolder.of(job).remove_files()
+        return self._end(job, JobStatus.CANCELED, error_code="CANCELED", error_message="canceled by request")
 
     def requeue(self, job: Job) -> Job:
         """Graceful shutdown stopped a running job: it waits for the next start, and this

@@ -21,6 +21,7 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge("latentsync_ready", "1 when the models are loaded", registry=self.registry)
+        self.store_up = Gauge("latentsync_store_up", "1 when the job records can be read", registry=self.registry)
         self.lse_c = Histogram(
             "latentsync_output_lse_c",
             "SyncNet confidence (LSE-C) of finished jobs' outputs: a falling distribution means worse lip sync",

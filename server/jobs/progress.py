@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from latentsync_core.inference.stages import ProgressEvent, ProgressFn, Stage
-from server.jobs.store import JobStore
+from server.jobs.store import JobStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 # Share of the whole job each stage stands for, for progress and ETA.
 STAGE_SPAN = {
@@ -45,7 +48,10 @@ class ProgressBoard:
             now = time.monotonic()
             if now - last_persist[0] >= PERSIST_EVERY_S:
                 last_persist[0] = now
-                self.store.update(job_id, **snap)
+                try:
+                    self.store.update(job_id, **snap)
+                except StoreUnavailable as exc:  # the job goes on; polls here still see the snapshot
+                    log.warning("progress of job %s not stored: %s", job_id, exc)
 
         return report
 

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from server.jobs.file_lock import FileLock, LockHeld
 from server.jobs.idempotency import IdempotencyRecord
 from server.jobs.model import FINAL, Job, JobStatus
 from server.jobs.store import StoreUnavailable
@@ -58,15 +59,41 @@ CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
 _ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT"), ("disk_estimate_bytes", "INTEGER")]
 
 
+class StoreInUse(RuntimeError):
+    """Another process has the job database open (another service on the same data folder)."""
+
+
+def lock_path(path: Path) -> Path:
+    """The lock its owner holds beside the database (``jobs.sqlite3.lock``)."""
+    return path.with_name(path.name + ".lock")
+
+
 class SQLiteJobStore:
     """The :class:`~server.jobs.store.JobStore` of one process. Thread-safe: the event loop and
-    the device threads both write progress."""
+    the device threads both write progress. The process holds a lock on it while it is open
+    (``exclusive``), so a second service, or ``latentsync db rebuild``, cannot use it meanwhile."""
 
     shared = False  # one process owns the records and the jobs folder
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, exclusive: bool = True):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._owner = FileLock(lock_path(path)) if exclusive else None
+        try:
+            if self._owner is not None:
+                self._owner.acquire()
+        except LockHeld as exc:
+            raise StoreInUse(f"the job database {path} is in use by another process ({exc})") from None
+        try:
+            self._open(path)
+        except BaseException:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            if self._owner is not None:
+                self._owner.release()
+            raise
+
+    def _open(self, path: Path) -> None:
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         except sqlite3.DatabaseError as exc:
@@ -92,8 +119,12 @@ class SQLiteJobStore:
                 raise StoreUnavailable(f"the job database: {exc}") from exc
 
     def close(self) -> None:
-        with self._locked():
-            self._db.close()
+        try:
+            with self._locked():
+                self._db.close()
+        finally:
+            if self._owner is not None:
+                self._owner.release()
 
     def insert(self, job: Job) -> None:
         row = self._to_row(job)

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any
 
+import kombu.exceptions
 import redis
 
 from server.jobs.lifecycle import JobLifecycle
@@ -20,6 +21,7 @@ from server.runners.runner import FastPath, LoadState
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+SEND_RETRY_S = 60
 
 
 class CeleryDispatcher:
@@ -70,8 +72,10 @@ class CeleryDispatcher:
         while True:
             try:
                 await asyncio.to_thread(self.dispatch_once)
-            except (redis.RedisError, StoreUnavailable):
-                log.exception("redis unreachable; retrying")
+            except (redis.RedisError, StoreUnavailable, kombu.exceptions.OperationalError) as exc:
+                log.warning("redis unreachable (%s); retrying", exc)  # routes answer 503 meanwhile
+            except Exception:  # never let the dispatcher die: every queued job would wait forever
+                log.exception("dispatching failed; retrying")
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
@@ -83,8 +87,12 @@ class CeleryDispatcher:
         worker's lease expired (once more, then INTERRUPTED; one API node acts on each)."""
         for job_id in self.store.queued_ids():
             job = self.store.get(job_id)
-            if job is not None and self.redis.set(self.keys.sent(job), "1", nx=True, ex=self._key_ttl()):
+            # The right to send this attempt, held briefly until the message is out: a send that
+            # failed (Redis went away in between) is tried again once it lapses.
+            sent = self.keys.sent(job) if job is not None else None
+            if sent is not None and self.redis.set(sent, "1", nx=True, ex=SEND_RETRY_S):
                 self.celery.send_task(RUN_JOB, args=[job.id])
+                self.redis.expire(sent, self._key_ttl())
         for job_id in self.store.ids_with_status(JobStatus.RUNNING):
             job = self.store.get(job_id)
             if job is None or self.redis.exists(self.keys.lease(job_id)):

@@ -91,6 +91,9 @@ class DeviceWorker:
             except StoreUnavailable:  # /ready reports it; the loop lives on for when it is mended
                 log.exception("job store unreadable; retrying in 5 s")
                 await asyncio.sleep(5.0)
+            except Exception:  # a bug must not stop this device for good: logged, the loop goes on
+                log.exception("the device worker's loop failed; going on in 5 s")
+                await asyncio.sleep(5.0)
 
     async def _idle(self) -> None:
         """Wait until woken (a new job, a device back) or a second has passed."""

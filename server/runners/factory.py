@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from server.jobs.folder import JobFolders
 from server.jobs.lifecycle import JobLifecycle
 from server.jobs.metrics import Metrics
+from server.jobs.recorded_store import RecordedStore
 from server.jobs.store import JobStore
 from server.jobs.webhooks import WebhookSender
 from server.runners.runner import JobRunner
@@ -37,14 +39,16 @@ def make_backend(settings: Settings, loop: asyncio.AbstractEventLoop) -> Backend
         from server.runners.celery_dispatcher import CeleryDispatcher
 
         redis_store = RedisJobStore(settings.broker_url)
-        lifecycle = JobLifecycle(redis_store, metrics, webhooks)
-        store, runner = redis_store, CeleryDispatcher(settings, redis_store, lifecycle)
+        store = RecordedStore(redis_store)  # job.json in each job's folder, as in one process
+        lifecycle = JobLifecycle(store, metrics, webhooks)
+        runner = CeleryDispatcher(settings, redis_store, lifecycle)
     else:
         from latentsync_core.common.devices import resolve_devices
-        from server.jobs.sqlite_store import SQLiteJobStore
+        from server.jobs.rebuild import open_store
         from server.runners.device_pool import DevicePool
 
-        store = SQLiteJobStore(settings.data_dir / "jobs.sqlite3")
+        # A database that cannot be opened is rebuilt from the job folders' records first.
+        store = RecordedStore(open_store(settings.data_dir / "jobs.sqlite3", JobFolders(settings.data_dir / "jobs")))
         lifecycle = JobLifecycle(store, metrics, webhooks)
         devices = resolve_devices(settings.gpu_ids, settings.device, settings.gpu_id)
         runner = DevicePool(settings, devices, store, metrics, lifecycle)
