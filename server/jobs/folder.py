@@ -10,8 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from latentsync_core.files.atomic import PART, write_text_atomic
-
+from latentsync_core.storage.atomic import PART, write_text_atomic
 from server.jobs.model import Job
 
 UPLOAD_PREFIX = "input_"  # uploaded files are saved as input_<field><.ext> (``server/api/uploads.py``)

@@ -17,8 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentsync_core.files.atomic import part_path, remove
-
+from latentsync_core.storage.atomic import part_path, remove
 from server.jobs.file_lock import FileLock, LockHeld
 from server.jobs.folder import JobFolders
 from server.jobs.model import Job

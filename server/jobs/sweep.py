@@ -6,7 +6,7 @@ partially lives in one of these places:
 - a job's ``tmp/`` (frame store, moments, the partial output): no job runs before the sweep
   (``recover`` has already put interrupted jobs back in the queue or failed them);
 - ``*.part-*`` files: records (``job.json``) and compile artifacts being written, a
-  database being rebuilt (``latentsync_core.files.atomic``);
+  database being rebuilt (``latentsync_core.storage.atomic``);
 - ``.staging-*`` folders of the template cache: entries being built.
 
 Not with a shared store (many hosts): other nodes may be writing into the shared folders
@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from latentsync_core.files.atomic import PART, remove
-
+from latentsync_core.storage.atomic import PART, remove
 from server.jobs.folder import JobFolders
 from server.jobs.store import JobStore
 
