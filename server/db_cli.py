@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from latentsync_core.cli_exit import EXIT_OK, fail
+from latentsync_core.common.cli_exit import EXIT_OK, fail
 
 EXIT_DAMAGED = 1  # check: the database is damaged or disagrees with the folders
 
