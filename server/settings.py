@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # its probes at upload: larger is refused with 413 JOB_TOO_LARGE_FOR_DISK. GiB (2**30), as
     # template_cache_max_gb; 20: a 1080p job whose video may loop, up to about 125 s long.
     max_job_disk_gb: float = Field(20.0, gt=0)
+    # Results that play while they render (issue 21 item 5): each running job also writes the
+    # frames finished so far as a growing fragmented MP4, served by GET /jobs/{id}/stream.
+    live_stream: bool = True
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

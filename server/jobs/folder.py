@@ -1,5 +1,6 @@
-"""A job's files: its own folder under ``<data_dir>/jobs`` (the uploads, ``tmp/`` while it
-runs, ``result.mp4``). Every removal of a job's files goes through :class:`JobFolder`."""
+"""A job's files: its own folder under ``<data_dir>/jobs`` (the uploads, ``tmp/`` and a
+growing ``stream.mp4`` while it runs, ``result.mp4``). Every removal of a job's files goes
+through :class:`JobFolder`."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class JobFolder:
     @property
     def result(self) -> Path:
         return self.path / "result.mp4"
+
+    @property
+    def stream(self) -> Path:
+        """The frames finished so far as a growing fragmented MP4 (``GET /jobs/{id}/stream``)."""
+        return self.path / "stream.mp4"
 
     def create(self) -> None:
         self.path.mkdir(parents=True)  # a new job's folder: never one that exists

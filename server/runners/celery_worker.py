@@ -61,7 +61,14 @@ class DeviceRuntime:
             report = self.board.begin(job.id)
             should_cancel = _CancelPoll(self.redis, self.keys.cancel(job.id))
             run_started_job(
-                job, self.pipeline, self.lifecycle, self.metrics, report, should_cancel, lambda: self.stopping
+                job,
+                self.pipeline,
+                self.lifecycle,
+                self.metrics,
+                report,
+                should_cancel,
+                lambda: self.stopping,
+                live_stream=self.settings.live_stream,
             )
         finally:
             lease.stop()
