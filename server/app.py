@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from server.api import faces, health, jobs, page
+from server.api import faces, health, jobs, page, stream
 from server.api.body_timeout import BodyTimeoutMiddleware
 from server.api.errors import install_error_handlers
 from server.api.openapi import install_openapi
@@ -81,5 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(page.docs)
     app.include_router(jobs.router)
     app.include_router(faces.router)
+    app.include_router(stream.router)  # GET /jobs/{id}/stream
     install_openapi(app, bearer=bool(settings.api_keys or settings.admin_api_keys))
     return app

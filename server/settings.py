@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     # Probe children (ffprobe) of upload checks running at once; 0: cores - 1, at least 1, so that
     # a burst of uploads leaves the event loop a core (issue 22 item 7).
     max_concurrent_probes: int = Field(0, ge=0)
+    # Results that play while they render (issue 21 item 5): each running job also writes the
+    # frames finished so far as a growing fragmented MP4, served by GET /jobs/{id}/stream.
+    live_stream: bool = True
+    # Signed webhooks (issue 24 item 3): every delivery carries the Standard Webhooks headers
+    # (Webhook-Id, -Timestamp, -Signature: HMAC-SHA256); receivers check them with
+    # latentsync_client.verify_webhook. A "whsec_<base64>" key or any string; empty: unsigned.
+    webhook_secret: str = ""
 
     @field_validator("admin_api_keys", "webhook_allow_hosts", mode="before")
     @classmethod

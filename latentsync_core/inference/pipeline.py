@@ -229,10 +229,13 @@ class LipSyncPipeline:
         should_cancel: CancelFn | None = None,
         work_dir: str | Path | None = None,
         lender: DeviceLender | None = None,
+        stream_path: str | Path | None = None,
     ) -> LipSyncResult:
         """``progress`` receives a ``ProgressEvent`` per step of each stage. ``lender``,
         when given, may lend idle devices (their pipelines) for some of the job's windows;
-        the output is the same as on this pipeline's device alone."""
+        the output is the same as on this pipeline's device alone. ``stream_path``, when
+        given, gets a fragmented MP4 (with the speech) of the frames finished so far,
+        growing window by window while the job runs (``live_mp4.py``)."""
         params = params or LipSyncParams()
         params.validate()
         m = self.m
@@ -259,7 +262,7 @@ class LipSyncPipeline:
             tap = SyncTap(self.syncnet, self.syncnet.weights_label, plan.output_boxes(n_out)) if self.syncnet else None
             with ctx.timed(Stage.DENOISE):
                 comment = DEMO_NOTICE if m.is_demo else None
-                output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment, tap))
+                output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment, tap, stream_path))
                 lanes = self._generate(ctx, plan, session, features, n_out, output, lender)
             with ctx.stage(Stage.ENCODE):
                 output.close()

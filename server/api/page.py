@@ -36,6 +36,11 @@ async def script() -> FileResponse:
     return FileResponse(STATIC / "app.js", media_type="text/javascript; charset=utf-8", headers=_HEADERS)
 
 
+@web.get("/static/live.js")
+async def live_script() -> FileResponse:
+    return FileResponse(STATIC / "live.js", media_type="text/javascript; charset=utf-8", headers=_HEADERS)
+
+
 @web.get("/static/style.css")
 async def style() -> FileResponse:
     return FileResponse(STATIC / "style.css", media_type="text/css; charset=utf-8", headers=_HEADERS)

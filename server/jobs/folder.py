@@ -1,7 +1,7 @@
-"""A job's files: its own folder under ``<data_dir>/jobs`` (the uploads, ``tmp/`` while it
-runs, ``result.mp4``, and ``job.json``: a copy of its record, so that the job database can be
-rebuilt from the folders, ``server/jobs/rebuild.py``). Every removal of a job's files goes
-through :class:`JobFolder`."""
+"""A job's files: its own folder under ``<data_dir>/jobs`` (the uploads, ``tmp/`` and a
+growing ``stream.mp4`` while it runs, ``result.mp4``, and ``job.json``: a copy of its record, so
+that the job database can be rebuilt from the folders, ``server/jobs/rebuild.py``). Every
+removal of a job's files goes through :class:`JobFolder`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ class JobFolder:
             return Job(**{k: v for k, v in fields.items() if k in _JOB_FIELDS})
         except (OSError, ValueError, TypeError):
             return None
+
+    def stream(self) -> Path:
+        """The frames finished so far as a growing fragmented MP4 (``GET /jobs/{id}/stream``)."""
+        return self.path / "stream.mp4"
 
     def create(self) -> None:
         self.path.mkdir(parents=True)  # a new job's folder: never one that exists

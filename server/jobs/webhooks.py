@@ -9,6 +9,12 @@ connection goes to a checked address (the URL's host stays in the Host header an
 SNI / certificate check), so a DNS answer that changes in between cannot redirect it.
 Redirects are not followed, proxies from the environment are not used, at most
 ``MAX_RESPONSE_BYTES`` of a response are read, and logged URLs never show credentials.
+
+Every delivery carries ``Webhook-Id`` (the event's id: the same on every retry, so receivers
+drop duplicates) and ``Webhook-Timestamp``; with ``LATENTSYNC_WEBHOOK_SECRET`` set, also
+``Webhook-Signature``, the Standard Webhooks HMAC made by the client package's
+``sign_webhook`` (the one definition of the scheme; receivers check it with
+``verify_webhook``). The body is serialized once and sent as exactly those bytes.
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ipaddress
+import json
 import logging
 import socket
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from latentsync_client.webhooks import ID_HEADER, TIMESTAMP_HEADER, sign_webhook
 from server.jobs.model import Job
 
 log = logging.getLogger(__name__)
@@ -145,17 +155,24 @@ def _getaddrinfo(host: str, port: int) -> list[IPAddress]:
 
 class WebhookSender:
     """Sends from the event loop; ``send`` may be called from any thread. ``allow`` is the
-    allow-list of :class:`WebhookPolicy` (the send-time check)."""
+    allow-list of :class:`WebhookPolicy` (the send-time check); ``secret`` (empty: unsigned)
+    signs every delivery."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, timeout: float = 10.0, retries: int = 3, allow: Iterable[str] = ()
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float = 10.0,
+        retries: int = 3,
+        allow: Iterable[str] = (),
+        secret: str = "",
     ):
         self._loop, self._timeout, self._retries = loop, timeout, retries
         self.policy = WebhookPolicy(allow)
+        self._secret = secret
         self._tasks: set[concurrent.futures.Future] = set()
 
     def send(self, url: str, job: Job) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.deliver(url, payload(job)), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self.deliver(url, payload(job), event_id(job)), self._loop)
         self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
 
@@ -163,8 +180,19 @@ class WebhookSender:
         """Wait (from another thread than the loop's) for the webhooks in flight."""
         concurrent.futures.wait(list(self._tasks), timeout=timeout)
 
-    async def deliver(self, url: str, body: dict) -> bool:
-        """POST ``body`` to ``url`` with retries; True once the receiver answered below 500."""
+    def headers(self, body: bytes, event: str) -> dict[str, str]:
+        """The event headers of one attempt, signed now when there is a secret."""
+        now = int(time.time())
+        if self._secret:
+            return sign_webhook(self._secret, body, now, event)
+        return {ID_HEADER: event, TIMESTAMP_HEADER: str(now)}
+
+    async def deliver(self, url: str, body: dict | bytes, event: str | None = None) -> bool:
+        """POST ``body`` (serialized here once: every attempt sends these bytes) to ``url`` with
+        retries, as event ``event`` (default: a new id); True once the receiver answered below 500."""
+        if isinstance(body, dict):
+            body = json.dumps(body, separators=(",", ":")).encode()
+        event = event or f"evt_{uuid.uuid4().hex}"
         shown = redact(url)
         delay = 1.0
         for attempt in range(1, self._retries + 1):
@@ -174,7 +202,7 @@ class WebhookSender:
                 log.warning("webhook %s refused: %s", shown, exc)
                 return False
             try:
-                status = await self._post_pinned(url, host, addresses, body)
+                status = await self._post_pinned(url, host, addresses, body, self.headers(body, event))
                 if status < 500:
                     return True
                 log.warning("webhook %s attempt %d: HTTP %d", shown, attempt, status)
@@ -185,7 +213,9 @@ class WebhookSender:
                 delay *= 2
         return False
 
-    async def _post_pinned(self, url: str, host: str, addresses: list[IPAddress], body: dict) -> int:
+    async def _post_pinned(
+        self, url: str, host: str, addresses: list[IPAddress], body: bytes, headers: dict[str, str]
+    ) -> int:
         """Connect to a checked address (the next one when a connection is refused), keep the
         URL's host for the Host header and TLS, read at most MAX_RESPONSE_BYTES."""
         original = httpx.URL(url)
@@ -195,9 +225,8 @@ class WebhookSender:
             for i, ip in enumerate(addresses):
                 pinned = original.copy_with(host=str(ip))
                 try:
-                    async with client.stream(
-                        "POST", pinned, json=body, headers={"Host": host_header}, extensions=extensions
-                    ) as resp:
+                    sent = {"Host": host_header, "Content-Type": "application/json", **headers}
+                    async with client.stream("POST", pinned, content=body, headers=sent, extensions=extensions) as resp:
                         read = 0
                         async for chunk in resp.aiter_raw():
                             read += len(chunk)
@@ -214,3 +243,9 @@ def payload(job: Job) -> dict:
     """The job as its webhook shows it: no server-side paths, no owner."""
     fields = {k: v for k, v in asdict(job).items() if not k.endswith("_path") and k not in ("work_dir", "owner")}
     return {"event": "job.finished", "job": fields}
+
+
+def event_id(job: Job) -> str:
+    """The id of a job's end event: the same on every retry and from every process (a job
+    ends once), so a receiver can drop a delivery it has seen."""
+    return f"evt_{job.id}_{job.status}"

@@ -39,7 +39,11 @@ class DeviceRuntime:
         self._loop = asyncio.new_event_loop()  # webhooks are sent from here
         threading.Thread(target=self._loop.run_forever, name="webhooks", daemon=True).start()
         webhooks = WebhookSender(
-            self._loop, settings.webhook_timeout_s, settings.webhook_retries, allow=settings.webhook_allow_hosts
+            self._loop,
+            settings.webhook_timeout_s,
+            settings.webhook_retries,
+            allow=settings.webhook_allow_hosts,
+            secret=settings.webhook_secret,
         )
         self.lifecycle = JobLifecycle(self.store, self.metrics, webhooks)
         self.board = ProgressBoard(self.store)
@@ -61,7 +65,14 @@ class DeviceRuntime:
             report = self.board.begin(job.id)
             should_cancel = _CancelPoll(self.redis, self.keys.cancel(job.id))
             run_started_job(
-                job, self.pipeline, self.lifecycle, self.metrics, report, should_cancel, lambda: self.stopping
+                job,
+                self.pipeline,
+                self.lifecycle,
+                self.metrics,
+                report,
+                should_cancel,
+                lambda: self.stopping,
+                live_stream=self.settings.live_stream,
             )
         finally:
             lease.stop()

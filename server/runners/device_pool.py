@@ -66,6 +66,7 @@ class DevicePool:
         )
         for worker in self.workers:
             worker.pool = self
+            worker.live_stream = settings.live_stream
             self.m_running.labels(worker.name).set(0)
             self.m_lent.labels(worker.name).set(0)
 

@@ -58,6 +58,7 @@ class DeviceWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")
         self._task: asyncio.Task | None = None
         self.stopping = False
+        self.live_stream = False  # write each job's growing stream.mp4 (the pool sets it from the settings)
 
     # ---- control ------------------------------------------------------------------------
     def start(self) -> None:
@@ -139,6 +140,7 @@ class DeviceWorker:
                     should_cancel=lambda: job.id in self._cancel,
                     stopping=lambda: self.stopping,
                     lender=lender,
+                    live_stream=self.live_stream,
                 )
 
             spf = await asyncio.get_running_loop().run_in_executor(self._executor, run)

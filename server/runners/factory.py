@@ -30,7 +30,11 @@ def make_backend(settings: Settings, loop: asyncio.AbstractEventLoop) -> Backend
     """``loop``: where webhooks are sent from (the service's event loop)."""
     metrics = Metrics()
     webhooks = WebhookSender(
-        loop, settings.webhook_timeout_s, settings.webhook_retries, allow=settings.webhook_allow_hosts
+        loop,
+        settings.webhook_timeout_s,
+        settings.webhook_retries,
+        allow=settings.webhook_allow_hosts,
+        secret=settings.webhook_secret,
     )
     store: JobStore
     runner: JobRunner

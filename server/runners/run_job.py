@@ -38,10 +38,12 @@ def run_started_job(
     should_cancel: Callable[[], bool],
     stopping: Callable[[], bool],
     lender: DeviceLender | None = None,
+    live_stream: bool = False,
 ) -> float | None:
     """Run a started job to its end state (in the device's thread, here or on a Celery
     worker): succeeded, failed with a code, canceled, or back in the queue when the worker is
-    stopping. Seconds per output frame when it succeeded."""
+    stopping. Seconds per output frame when it succeeded. ``live_stream``: the frames finished
+    so far also go to the job folder's growing ``stream.mp4`` while it runs."""
     from latentsync_core.inference.params import LipSyncParams
 
     started = time.time()
@@ -56,6 +58,7 @@ def run_started_job(
             should_cancel=lambda: should_cancel() or stopping(),
             work_dir=folder.tmp,
             lender=lender,
+            stream_path=folder.stream if live_stream else None,
         )
     except Cancelled:
         if stopping():  # a shutdown stopped it between windows: the job goes back, this attempt does not count
