@@ -58,6 +58,7 @@ class JobFolder:
         except (OSError, ValueError, TypeError):
             return None
 
+    @property
     def stream(self) -> Path:
         """The frames finished so far as a growing fragmented MP4 (``GET /jobs/{id}/stream``)."""
         return self.path / "stream.mp4"

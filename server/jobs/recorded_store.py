@@ -10,6 +10,7 @@ import logging
 import threading
 
 from server.jobs.folder import JobFolder
+from server.jobs.idempotency import IdempotencyRecord
 from server.jobs.model import Job
 from server.jobs.store import JobStore
 
@@ -81,3 +82,12 @@ class RecordedStore:
 
     def counts_by_status(self) -> dict[str, int]:
         return self.inner.counts_by_status()
+
+    def find_idempotency_key(self, tenant: str, key: str, ttl_s: float) -> IdempotencyRecord | None:
+        return self.inner.find_idempotency_key(tenant, key, ttl_s)
+
+    def claim_idempotency_key(self, record: IdempotencyRecord, ttl_s: float) -> IdempotencyRecord | None:
+        return self.inner.claim_idempotency_key(record, ttl_s)
+
+    def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
+        self.inner.release_idempotency_key(tenant, key, job_id)
