@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
+from collections.abc import Callable, Sequence
 
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 2  # bad arguments, config or input: nothing (more) was done
@@ -15,3 +18,13 @@ def fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
     """Print the machine-readable code and the human sentence; return ``status``."""
     print(f"error [{code}]: {message}", file=sys.stderr)
     return status
+
+
+def run_standalone(add_parser: Callable[[argparse._SubParsersAction], None], argv: Sequence[str] | None) -> int:
+    """A library command run on its own (``python -m latentsync_core.<package>.cli ...``): the
+    parser ``add_parser`` fills, warnings-only logging, the command's exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="latentsync")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -9,11 +9,17 @@ executes it and returns the exit status: 0 when the run finished (whatever it re
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-from latentsync_core.common.cli_exit import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, fail
+from latentsync_core.common.cli_exit import (
+    EXIT_CANNOT_RUN,
+    EXIT_INTERRUPTED,
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    fail,
+    run_standalone,
+)
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.loader import ConfigError
 
@@ -100,12 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry (``python -m latentsync_core.data.cli preprocess ...``)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="latentsync")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_standalone(add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
+from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail, run_standalone
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.loader import CONFIG_DIR, ConfigError
 from latentsync_core.configs.syncnet import DEFAULT_SYNCNET_CONFIG
@@ -198,11 +197,7 @@ def cmd_syncnet_acc(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry: ``python -m latentsync_core.evaluation.cli eval run|report|syncnet-acc``."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="latentsync")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_standalone(add_parser, argv)
 
 
 if __name__ == "__main__":

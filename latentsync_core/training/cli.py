@@ -9,12 +9,11 @@ every process runs the same command; rank 0 writes checkpoints, logs and validat
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail
+from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail, run_standalone
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.loader import CONFIG_DIR, ConfigError
 from latentsync_core.training.syncnet_cli import add_syncnet_parser
@@ -117,11 +116,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry: ``python -m latentsync_core.training.cli train unet|syncnet|export ...``."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="latentsync")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_standalone(add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentsync_core.common.cli_exit import EXIT_OK, fail
+from latentsync_core.common.cli_exit import EXIT_OK, fail, run_standalone
 from latentsync_core.common.errors import CodedError
 
 
@@ -88,11 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry: ``python -m latentsync_core.vision.cli faces VIDEO ...``."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="latentsync")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_standalone(add_parser, argv)
 
 
 if __name__ == "__main__":
