@@ -70,7 +70,8 @@ def succeeded(srv: ServerProcess, inputs: dict[str, Path]) -> str:
 
 
 def test_a_succeeded_job_keeps_only_its_result(srv: ServerProcess, succeeded: str) -> None:
-    assert _folder(srv, succeeded) == {"result.mp4"}  # the uploads and the scratch space are gone
+    # The uploads, the scratch space and the live stream are gone; the record stays for rebuilds.
+    assert _folder(srv, succeeded) == {"result.mp4", "job.json"}
 
 
 def test_head_of_a_result_gives_its_headers_and_no_body(srv: ServerProcess, succeeded: str) -> None:
@@ -98,7 +99,7 @@ def test_a_failed_job_keeps_no_uploads(srv: ServerProcess, inputs: dict[str, Pat
     job = srv.post_files(inputs["noface"], inputs["audio"]).json()
     ended = srv.wait(job["id"], {"succeeded", "failed"})
     assert ended["status"] == "failed" and ended["error"]["code"] == "NO_FACE", ended
-    assert _folder(srv, job["id"]) == set()  # nothing to keep: no result
+    assert _folder(srv, job["id"]) == {"job.json"}  # nothing to keep but the record: no result
     srv.client.delete(f"/jobs/{job['id']}")
 
 

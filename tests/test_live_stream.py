@@ -165,9 +165,11 @@ def test_a_running_job_streams_its_finished_windows_then_the_whole_result(
     streamed = decoded(follower.snapshot(tmp_path / "streamed.mp4"))
     assert streamed[0] == total and streamed[1] >= 1.95
 
-    # Asked again after the end: the whole stream as a file (seekable).
+    # Asked again after the end: the result (one copy on disk: the live file went with the job).
+    folder = server.data_dir / "jobs" / job["id"]
+    assert not (folder / "stream.mp4").exists()
     again = server.client.get(f"/jobs/{job['id']}/stream")
-    assert again.status_code == 200 and again.content == bytes(follower.data)
+    assert again.status_code == 200 and again.content == (folder / "result.mp4").read_bytes()
     part = server.client.get(f"/jobs/{job['id']}/stream", headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and part.content == again.content[:100]
 

@@ -5,8 +5,9 @@ job renders; the page plays it through Media Source Extensions (it must send the
 
 A request for a queued or running job waits until the stream has its first window (the
 response then starts with the initialization segment and its exact ``codecs`` in the
-Content-Type), then follows the file as it grows and ends when the job does. A finished
-job's stream is served as a file (Range requests: seekable). Polling, not notification: a
+Content-Type), then follows the file as it grows and ends when the job does. A succeeded
+job's stream is its result (the live file is removed when the job ends: one copy on disk),
+served as a plain MP4 with Range requests. Polling, not notification: a
 job folder may be on storage shared with worker hosts, where file events do not arrive.
 """
 
@@ -71,16 +72,11 @@ def _replaced(f: BinaryIO, path: Path) -> bool:
 def _finished(job: Job, folder: JobFolder) -> Response:
     if job.status != JobStatus.SUCCEEDED:
         raise _unavailable(job, f"it {job.status}")
-    f = None if job.result_expired else _open(folder.stream)
-    if f is None:
-        if job.result_expired:
-            raise APIError(410, "RESULT_EXPIRED", "the result was removed after its retention time")
-        raise _unavailable(job, "it ran with live streams off (LATENTSYNC_LIVE_STREAM); its result is complete")
-    with f:
-        head = _head(f)
-    if head is None:
-        raise _unavailable(job, "its stream was not finished")
-    return FileResponse(folder.stream, media_type=head[1], headers=_HEADERS)
+    if job.result_expired:
+        raise APIError(410, "RESULT_EXPIRED", "the result was removed after its retention time")
+    if not folder.result.is_file():
+        raise _unavailable(job, "its result is missing")
+    return FileResponse(folder.result, media_type="video/mp4", headers=_HEADERS)
 
 
 async def _follow(f: BinaryIO, path: Path, job_id: str, store: JobStore) -> AsyncIterator[bytes]:

@@ -1,5 +1,5 @@
 """A job's files: its own folder under ``<data_dir>/jobs`` (the uploads, ``tmp/`` and a
-growing ``stream.mp4`` while it runs, ``result.mp4``, and ``job.json``: a copy of its record, so
+growing ``stream.mp4`` while it runs, then ``result.mp4``, and ``job.json``: a copy of its record, so
 that the job database can be rebuilt from the folders, ``server/jobs/rebuild.py``). Every
 removal of a job's files goes through :class:`JobFolder`."""
 
@@ -92,9 +92,11 @@ class JobFolder:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def remove_inputs(self) -> None:
-        """What only a run needs: the uploaded inputs and the scratch space. The result stays
-        (path inputs live outside the folder: never touched)."""
+        """What only a run needs: the uploaded inputs, the scratch space and the live stream
+        (a second copy of the result's frames: an ended job's stream is its result). The result
+        and the record stay (path inputs live outside the folder: never touched)."""
         self.remove_tmp()
+        self.stream.unlink(missing_ok=True)  # a follower still reading holds its own handle
         if self.path.is_dir() and not self.path.is_symlink():
             for upload in self.path.glob(f"{UPLOAD_PREFIX}*"):
                 if upload.is_dir() and not upload.is_symlink():
