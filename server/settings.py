@@ -1,4 +1,9 @@
-"""Service settings from the environment and ``.env`` (prefix ``LATENTSYNC_``)."""
+"""Service settings from the environment and ``.env`` (prefix ``LATENTSYNC_``).
+
+The one definition of every setting: each ``latentsync`` command reads them through
+:func:`load_settings` (a flag beats the environment, which beats ``.env``, which beats the
+default here); ``latentsync config`` shows what they resolve to and where each came from.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from latentsync_core.common.cli_settings import ENV_FILE, PREFIX, SettingsInvalid
 from latentsync_core.inference.params import PARAM_BOUNDS, LipSyncParams
 from latentsync_core.media.limits import MediaLimits
 
@@ -27,7 +33,7 @@ def _bounded(name: str) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LATENTSYNC_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=ENV_FILE, extra="ignore")
 
     # Models
     weights: Literal["official", "demo"] = "official"
@@ -207,3 +213,21 @@ class Settings(BaseSettings):
             sync_score={"auto": None, "on": True, "off": False}[self.sync_score],
             media_limits=self.media_limits(),
         )
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Pydantic's complaints as one sentence naming the variables."""
+    parts = []
+    for error in exc.errors():
+        name = PREFIX + "_".join(str(part) for part in error["loc"][:1]).upper()
+        parts.append(f"{name}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(**flags: Any) -> Settings:
+    """The effective settings: ``flags`` (given command-line values) over the environment over
+    ``.env`` over the defaults. Raises ``SettingsInvalid`` (code ``SETTINGS_INVALID``)."""
+    try:
+        return Settings(**flags)
+    except ValidationError as exc:
+        raise SettingsInvalid(describe_errors(exc)) from exc

@@ -1,5 +1,6 @@
 """Exit statuses and the error line shared by the library's command-line entries
-(``preprocess``, ``train ...``): ``error [CODE]: sentence`` on stderr, one status per kind."""
+(``preprocess``, ``train ...``): ``error [CODE]: sentence`` on stderr, one status per kind.
+Run on their own, they read their settings through ``common/cli_settings.py``."""
 
 from __future__ import annotations
 
@@ -22,9 +23,15 @@ def fail(code: str, message: str, status: int = EXIT_CANNOT_RUN) -> int:
 
 def run_standalone(add_parser: Callable[[argparse._SubParsersAction], None], argv: Sequence[str] | None) -> int:
     """A library command run on its own (``python -m latentsync_core.<package>.cli ...``): the
-    parser ``add_parser`` fills, warnings-only logging, the command's exit status."""
+    parser ``add_parser`` fills (its settings: environment, ``.env``, defaults), warnings-only
+    logging, the command's exit status."""
+    from latentsync_core.common.cli_settings import SettingsInvalid
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="latentsync")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingsInvalid as exc:
+        return fail(exc.code, exc.message)

@@ -1,16 +1,21 @@
 """``latentsync preprocess``: raw talking-head footage in, a training set out.
 
-``add_parser(subparsers)`` registers the command on the ``latentsync`` parser; ``run(args)``
-executes it and returns the exit status: 0 when the run finished (whatever it rejected),
-2 when it could not run, 3 when some items failed unexpectedly (a rerun retries them),
-130 when interrupted. Failures print ``error [CODE]: sentence`` on stderr.
+``add_parser(subparsers, settings)`` registers the command on the ``latentsync`` parser;
+``run(args, settings)`` executes it and returns the exit status: 0 when the run finished
+(whatever it rejected), 2 when it could not run, 3 when some items failed unexpectedly (a
+rerun retries them), 130 when interrupted. Failures print ``error [CODE]: sentence`` on stderr.
+``--weights`` and ``--checkpoint-dir`` left out take the deployment's settings
+(``LATENTSYNC_WEIGHTS``, ``LATENTSYNC_CHECKPOINT_DIR``: environment, then ``.env``); a
+``checkpoint_dir`` in the config file comes before the setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from latentsync_core.common.cli_exit import (
     EXIT_CANNOT_RUN,
@@ -20,6 +25,7 @@ from latentsync_core.common.cli_exit import (
     fail,
     run_standalone,
 )
+from latentsync_core.common.cli_settings import CommandSettings, read_settings
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.loader import ConfigError
 
@@ -39,8 +45,11 @@ _FLAG_KEYS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``preprocess`` (with ``func=run``) on a ``latentsync`` sub-command parser."""
+def add_parser(
+    subparsers: argparse._SubParsersAction, settings: Callable[[], CommandSettings] = read_settings
+) -> argparse.ArgumentParser:
+    """Register ``preprocess`` on a ``latentsync`` sub-command parser; ``settings()`` gives the
+    weights and checkpoint folder when their flags are left out."""
     p = subparsers.add_parser(
         "preprocess",
         help="turn raw talking-head videos into a training set (7 stages)",
@@ -63,22 +72,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--quality-model", choices=("auto", "embedded", "hyperiqa"))
     p.add_argument("--val-fraction", type=float, help="share of source files for validation")
     p.add_argument("--keep-intermediate", action="store_true", default=None, help="keep work/ after the run")
+    p.add_argument(
+        "--weights",
+        choices=("official", "demo"),
+        help="SyncNetV2 from the checkpoint folder, or the demo one (random; default: $LATENTSYNC_WEIGHTS)",
+    )
+    p.add_argument("--checkpoint-dir", help="official weights, upstream's layout (default: $LATENTSYNC_CHECKPOINT_DIR)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=lambda args: run(args, settings))
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+@contextmanager
+def _exported(values: dict[str, str]) -> Iterator[None]:
+    """The stages read the weights and checkpoint folder from the environment, which their worker
+    processes (local pools, Ray tasks) inherit; restored afterwards for in-process callers."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run(args: argparse.Namespace, settings: Callable[[], CommandSettings] = read_settings) -> int:
     from latentsync_core.data.config import DEFAULT_PREPROCESS_CONFIG, load_preprocess_config
     from latentsync_core.data.pipeline import run_preprocess
     from latentsync_core.data.report import format_report
 
     values = {key: getattr(args, flag, None) for flag, key in _FLAG_KEYS.items()}
     values["keep_intermediate"] = args.keep_intermediate
+    values["checkpoint_dir"] = args.checkpoint_dir  # a flag is part of the run's config, as --set is
     try:
+        s = settings()
+        env = {"LATENTSYNC_WEIGHTS": args.weights or s.weights, "LATENTSYNC_CHECKPOINT_DIR": str(s.checkpoint_dir)}
         cfg = load_preprocess_config(args.config or DEFAULT_PREPROCESS_CONFIG, overrides=args.set, values=values)
-        summary = run_preprocess(args.input_dir, args.output_dir, cfg, progress=not args.no_progress)
+        with _exported(env):
+            summary = run_preprocess(args.input_dir, args.output_dir, cfg, progress=not args.no_progress)
     except ConfigError as exc:
         return fail("CONFIG_INVALID", str(exc))
     except CodedError as exc:

@@ -1,31 +1,28 @@
 """``latentsync eval run|report|syncnet-acc``.
 
-``add_parser(subparsers)`` registers the ``eval`` group (``func`` returns the exit status:
-0 done, 2 could not run, 130 interrupted; failures print ``error [CODE]: sentence``).
-The shared weights follow the service's environment: ``LATENTSYNC_WEIGHTS`` (official or
-demo), ``LATENTSYNC_CHECKPOINT_DIR`` and ``LATENTSYNC_DATA_DIR`` (the demo weights' cache),
-each overridable by an option.
+``add_parser(subparsers, settings)`` registers the ``eval`` group (``func`` returns the exit
+status: 0 done, 2 could not run, 130 interrupted; failures print ``error [CODE]: sentence``).
+Each option left out takes the deployment's setting (environment, then ``.env``): the shared
+weights ``LATENTSYNC_WEIGHTS`` (official or demo), ``_CHECKPOINT_DIR``, ``_DATA_DIR`` (the demo
+weights' cache), ``_UNET_CONFIG``, ``_DEVICE``, ``_DTYPE``, ``_DETECT_WORKERS`` and the job
+defaults ``_INFERENCE_STEPS``, ``_GUIDANCE_SCALE``, ``_SEED``, ``_ENABLE_DEEPCACHE``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from latentsync_core.common.cli_exit import EXIT_INTERRUPTED, EXIT_OK, fail, run_standalone
+from latentsync_core.common.cli_settings import CommandSettings, device_or_none, read_settings
 from latentsync_core.common.errors import CodedError
-from latentsync_core.configs.loader import CONFIG_DIR, ConfigError
+from latentsync_core.configs.loader import ConfigError
 from latentsync_core.configs.syncnet import DEFAULT_SYNCNET_CONFIG
 from latentsync_core.inference.params import PARAM_BOUNDS, LipSyncParams
 from latentsync_core.weights.official import MissingWeightsError
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"LATENTSYNC_{name}", default)
 
 
 def _bounded(name: str, cast: type) -> object:
@@ -40,7 +37,10 @@ def _bounded(name: str, cast: type) -> object:
     return parse
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction, settings: Callable[[], CommandSettings] = read_settings
+) -> argparse.ArgumentParser:
+    """Register ``eval run|report|syncnet-acc``; ``settings()`` gives the options left out."""
     p = subparsers.add_parser("eval", help="evaluate UNets on a test set: sync, FVD, quality; compare them")
     sub = p.add_subparsers(dest="eval_command", required=True)
     r = sub.add_parser(
@@ -59,22 +59,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="a UNet checkpoint to evaluate (repeat to compare); 'demo' is the demo UNet",
     )
     r.add_argument("--output", required=True, help="results folder DIR")
-    r.add_argument("--steps", type=_bounded("inference_steps", int), default=LipSyncParams.inference_steps)
-    r.add_argument("--guidance", type=_bounded("guidance_scale", float), default=LipSyncParams.guidance_scale)
-    r.add_argument("--seed", type=_bounded("seed", int), default=LipSyncParams.seed)
-    r.add_argument("--deepcache", action="store_true", help="DeepCache on (upstream's evaluation runs use it)")
+    r.add_argument("--steps", type=_bounded("inference_steps", int), help="default: $LATENTSYNC_INFERENCE_STEPS")
+    r.add_argument("--guidance", type=_bounded("guidance_scale", float), help="default: $LATENTSYNC_GUIDANCE_SCALE")
+    r.add_argument("--seed", type=_bounded("seed", int), help="default: $LATENTSYNC_SEED")
+    r.add_argument(
+        "--deepcache",
+        action=argparse.BooleanOptionalAction,
+        help="DeepCache (upstream's evaluation runs use it; default: $LATENTSYNC_ENABLE_DEEPCACHE)",
+    )
     r.add_argument("--i3d", help="I3D TorchScript file (default: CHECKPOINT_DIR/auxiliary/i3d_torchscript.pt)")
     r.add_argument("--no-fvd", action="store_true", help="skip FVD (no I3D network needed)")
     _add_weights_options(r)
+    r.add_argument("--unet-config", help="UNet config of official checkpoints (default: $LATENTSYNC_UNET_CONFIG)")
+    r.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="default: $LATENTSYNC_DTYPE")
     r.add_argument(
-        "--unet-config",
-        default=str(CONFIG_DIR / "unet" / "stage2_512.yaml"),
-        help="UNet config of official checkpoints",
+        "--detect-workers", type=int, help="face-detection threads (default: $LATENTSYNC_DETECT_WORKERS; 0: cores - 1)"
     )
-    r.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
-    r.add_argument("--detect-workers", type=int, default=None, help="face-detection threads (default: cores - 1)")
     r.add_argument("--report", action="store_true", help="write the report when the run is done")
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=lambda args: cmd_run(args, settings))
     rep = sub.add_parser("report", help="tables, JSON, CSV and PNG of DIR's results; paired model comparisons")
     rep.add_argument("dir", help="results folder of `eval run`")
     rep.set_defaults(func=cmd_report)
@@ -85,10 +87,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     a.add_argument("--samples", type=int, default=None, help="windows to test (default: the config's num_val_samples)")
     a.add_argument("--seed", type=int, default=1247, help="which windows (the same seed, the same windows)")
     a.add_argument("--batch-size", type=int, default=16)
-    a.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    a.add_argument("--device", help="cpu or cuda (default: $LATENTSYNC_DEVICE; auto: cuda when available)")
     a.add_argument("--json", help="write the result as JSON here")
     a.add_argument("--no-progress", action="store_true")
-    a.set_defaults(func=cmd_syncnet_acc)
+    a.set_defaults(func=lambda args: cmd_syncnet_acc(args, settings))
     return p
 
 
@@ -96,39 +98,44 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         choices=("official", "demo"),
-        default=_env("WEIGHTS", "official"),
         help="the VAE, Whisper, detector and SyncNet: official files or demo (default: $LATENTSYNC_WEIGHTS)",
     )
-    p.add_argument("--checkpoint-dir", default=_env("CHECKPOINT_DIR", "checkpoints"))
-    p.add_argument("--cache-dir", default=str(Path(_env("DATA_DIR", "data")) / "cache"), help="demo weights' cache")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--checkpoint-dir", help="official weight files (default: $LATENTSYNC_CHECKPOINT_DIR)")
+    p.add_argument("--cache-dir", help="demo weights' cache (default: $LATENTSYNC_DATA_DIR/cache)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: $LATENTSYNC_DEVICE; auto: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _pick(flag: object, setting: object) -> object:
+    return setting if flag is None else flag
+
+
+def cmd_run(args: argparse.Namespace, settings: Callable[[], CommandSettings]) -> int:
     from latentsync_core.evaluation.generate import GenerationOptions, parse_unet_specs
     from latentsync_core.evaluation.report import write_report
     from latentsync_core.evaluation.runner import RunOptions, run_eval
 
     try:
+        s = settings()
+        dtype = args.dtype or s.dtype
         options = RunOptions(
             test_set=Path(args.test_set),
             unets=parse_unet_specs(args.unet),
             output=Path(args.output),
             generation=GenerationOptions(
-                weights=args.weights,
-                checkpoint_dir=Path(args.checkpoint_dir),
-                cache_dir=Path(args.cache_dir),
-                unet_config=Path(args.unet_config),
-                device=args.device,
-                dtype=None if args.dtype == "auto" else args.dtype,
-                detect_workers=args.detect_workers,
+                weights=args.weights or s.weights,
+                checkpoint_dir=Path(args.checkpoint_dir or s.checkpoint_dir),
+                cache_dir=Path(args.cache_dir or s.cache_dir),
+                unet_config=Path(args.unet_config or s.unet_config),
+                device=args.device or device_or_none(s),
+                dtype=None if dtype == "auto" else dtype,
+                detect_workers=_pick(args.detect_workers, s.detect_workers) or None,
             ),
             params=LipSyncParams(
-                inference_steps=args.steps,
-                guidance_scale=args.guidance,
-                seed=args.seed,
-                enable_deepcache=args.deepcache,
+                inference_steps=_pick(args.steps, s.inference_steps),
+                guidance_scale=_pick(args.guidance, s.guidance_scale),
+                seed=_pick(args.seed, s.seed),
+                enable_deepcache=_pick(args.deepcache, s.enable_deepcache),
             ),
             i3d=Path(args.i3d) if args.i3d else None,
             fvd=not args.no_fvd,
@@ -166,10 +173,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_syncnet_acc(args: argparse.Namespace) -> int:
+def cmd_syncnet_acc(args: argparse.Namespace, settings: Callable[[], CommandSettings]) -> int:
     from latentsync_core.evaluation.syncnet_acc import syncnet_accuracy
 
     try:
+        device = args.device or device_or_none(settings())
         result = syncnet_accuracy(
             args.fileslist,
             args.syncnet,
@@ -177,7 +185,7 @@ def cmd_syncnet_acc(args: argparse.Namespace) -> int:
             args.samples,
             args.seed,
             args.batch_size,
-            device=args.device,
+            device=device,
             progress=not args.no_progress,
         )
     except ConfigError as exc:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 class InferenceSettings(Protocol):
     @property
+    def compile(self) -> str: ...  # "auto", "on", "off"
+
+    @property
     def compile_artifacts_dir(self) -> Path: ...
 
     def default_params(self) -> dict[str, Any]:
@@ -87,8 +90,10 @@ def cmd_infer(args: argparse.Namespace, settings: InferenceSettings) -> int:
         params = LipSyncParams(**apply_quality(args.quality, given, settings.default_params()))
     except CodedError as exc:
         return fail(exc.code, exc.message)
-    # One-off runs stay eager unless asked: a cold compile costs ~100 s (cached on disk after).
-    pipeline = build_pipeline(settings.pipeline_options(compile=args.compile))
+    # One-off runs stay eager unless asked (--compile, or COMPILE=on; not auto): a cold compile
+    # costs ~100 s (cached on disk after).
+    compile = settings.compile == "on" if args.compile is None else args.compile
+    pipeline = build_pipeline(settings.pipeline_options(compile=compile))
     pipeline.prepare_fast_path(CompileArtifacts(settings.compile_artifacts_dir))
     bars = ProgressBars()
     try:
@@ -137,7 +142,9 @@ def add_parser(subparsers: argparse._SubParsersAction, settings: Callable[[], In
     p.add_argument("--face", help="largest | speaker | track:<id> | point:<x>,<y>@<seconds> (`faces` lists tracks)")
     p.add_argument("--sync-mode", default="bounce", help="bounce | loop | cut_off | silence | remap (README)")
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile full windows first (GPU; pays off on long videos)"
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile full windows first (GPU; pays off on long videos; default: on if $LATENTSYNC_COMPILE=on)",
     )
     p.set_defaults(func=lambda args: cmd_infer(args, settings()))
     p = subparsers.add_parser("warmup", help="compile the fast path once and save its kernels for fresh processes")
