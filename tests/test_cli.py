@@ -38,3 +38,12 @@ def test_sync_score_errors_have_a_code_and_a_sentence(media_dir: Path, tmp_path:
     speech = make_audio(media_dir / "demo1_audio.wav", tmp_path / "a.wav", 0.1)
     out = _latentsync("sync-score", str(silent), "--audio", str(speech), cwd=tmp_path)
     assert out.returncode == 2 and "error [TOO_SHORT]" in out.stderr
+
+
+def test_the_command_line_starts_without_the_model_stack() -> None:
+    """``latentsync --help``, ``config`` or ``submit`` must not pay for torch: registering the
+    commands imports no model code (each command imports what it runs)."""
+    probe = "import sys, server.cli; heavy = sorted({'torch', 'whisper', 'cv2'} & set(sys.modules)); print(heavy)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stdout
