@@ -48,7 +48,7 @@ def test_two_people_side_by_side_are_two_tracks_and_largest_never_switches(two_t
     area = np.stack([(t.boxes[:, 2] - t.boxes[:, 0]) * (t.boxes[:, 3] - t.boxes[:, 1]) for t in tracks.tracks])
     both = ~np.isnan(area).any(axis=0)
     left_larger = area[0, both] > area[1, both]
-    assert 0 < left_larger.sum() < both.sum(), "both people must be the largest in some frame, or the test shows nothing"
+    assert 0 < left_larger.sum() < both.sum(), "each person must be the largest in some frame, or this shows nothing"
     # ... the per-track choice does not: one track for the whole shot.
     choice = choose_faces(parse_face("largest"), tracks)
     chosen = choice.frame_track[choice.frame_track >= 0]

@@ -107,9 +107,7 @@ class DlibFaceDetector:
         other._detector = dlib.get_frontal_face_detector()
         return other
 
-    def _candidates(
-        self, frame_rgb: np.ndarray, size: int
-    ) -> tuple[np.ndarray, float, list[tuple[object, Box]]]:
+    def _candidates(self, frame_rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, list[tuple[object, Box]]]:
         """The grey frame downscaled to a short side of ``size`` px (never upscaled), its
         scale and the plausible ``(rect, box)`` found."""
         h, w = frame_rgb.shape[:2]
