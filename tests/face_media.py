@@ -10,7 +10,6 @@ is quick to detect and to lip-sync.
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -77,22 +76,6 @@ def square_frames(folder: Path, count: int, start: float = 1.0, mirrored: bool =
         frames = [f.copy() for _, f in zip(range(count), reader, strict=False)]
     assert len(frames) == count
     return np.stack(frames)
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.asarray(samples).astype("<i2").tobytes())
-    return path
-
-
-def demo_pcm() -> np.ndarray:
-    """The bundled speech as int16 16 kHz mono samples."""
-    with wave.open(str(DEMO_AUDIO)) as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
 def write_lossless(path: Path, frames: np.ndarray, audio: Path | None = None) -> Path:

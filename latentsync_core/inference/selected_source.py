@@ -97,7 +97,7 @@ def _choose(
         log.warning("speaker: the video's audio cannot be read (%s): largest face instead", exc.code)
         return choose_faces(selection, tracks, None, f"the video's audio cannot be read: {exc.code}")
     confidences = speaker_confidences(ctx.video_path, tracks, pcm, scorer, should_stop=ctx.check_cancelled)
-    return choose_faces(selection, tracks, confidences)
+    return choose_faces(selection, tracks, confidences, threshold=scorer.min_confidence)
 
 
 def _matrices(choice: FaceChoice, tracks: FaceTracks, resolution: int) -> tuple[np.ndarray, np.ndarray]:
