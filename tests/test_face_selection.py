@@ -14,6 +14,7 @@ from latentsync_core.common.errors import CodedError
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.face_choice import check_selection
 from latentsync_core.inference.face_selection import FaceSelection, check_point_in_video, parse_face
+from latentsync_core.inference.template_cache import TemplateCache, file_sha256
 from latentsync_core.models.loading import ModelBundle, load_models
 from latentsync_core.vision.face_tracks import FaceTracks
 from tests.face_media import DEMO_AUDIO, SIDE, side_by_side
@@ -112,3 +113,24 @@ def test_an_unknown_track_fails_the_job_with_its_code(pipeline: LipSyncPipeline,
     with pytest.raises(CodedError) as err:
         pipeline.run(two_people["video"], two_people["speech"], tmp_path / "o.mkv", LipSyncParams(face="track:7"))
     assert err.value.code == "UNKNOWN_TRACK" and not (tmp_path / "o.mkv").exists()
+
+
+def test_a_face_selection_is_cached_under_its_own_key(
+    pipeline: LipSyncPipeline, two_people: dict, tmp_path: Path
+) -> None:
+    templates = TemplateCache(tmp_path / "templates", 1 << 30)
+    cached = LipSyncPipeline(pipeline.m, template_cache=templates, detect_workers=1)
+    video, speech = two_people["video"], two_people["speech"]
+    runs = [
+        cached.run(video, speech, tmp_path / f"o{i}.mkv", LipSyncParams(face="track:1", **ONE_STEP)) for i in (0, 1)
+    ]
+    assert [(r.template_cache["used"], r.template_cache["stored"]) for r in runs] == [(False, True), (True, False)]  # type: ignore[index]
+    assert runs[1].face == runs[0].face and runs[1].face["shots"][0]["track"] == 1  # type: ignore[index]
+    assert runs[1].frames_without_face == runs[0].frames_without_face
+    first, again = (read_frames(tmp_path / f"o{i}.mkv", 2 * SIDE, SIDE) for i in (0, 1))
+    assert np.array_equal(first, again)  # the cached plan and moments give the same frames
+    # The other person, and the plain job (largest face per frame), are other entries.
+    other = cached.run(video, speech, tmp_path / "o2.mkv", LipSyncParams(face="track:0", **ONE_STEP))
+    assert other.template_cache["used"] is False and other.face["shots"][0]["track"] == 0  # type: ignore[index]
+    plain_key = TemplateCache.key(file_sha256(video), cached.fingerprint())
+    assert len({runs[0].template_cache["key"], other.template_cache["key"], plain_key}) == 3  # type: ignore[index]
