@@ -6,9 +6,9 @@ for face detection and the two VAE encodes once.
 Entries are keyed by the SHA-256 of the video's bytes plus a fingerprint of everything
 else the values depend on (resolution, detector, VAE weights, dtype, device kind, and the
 face selection: a ``face=track:1`` entry keeps that person's matrices, and the per-shot
-choice its job result reports). The
-moments, not sampled latents, are stored: every job still draws its own noise from its
-own seed, so a cached run gives the same output as an uncached one.
+choice its job result reports). The moments, not sampled latents, are stored: every job
+still draws its own noise from its own seed, so a cached run gives the same output as an
+uncached one.
 
 Layout: ``<root>/<key>/meta.json`` + ``moments.npy``; an entry is written in a staging
 folder and renamed into place, so readers never see half an entry. The total size is
