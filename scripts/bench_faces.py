@@ -14,8 +14,8 @@ a mirrored copy of itself two seconds later (1080x960), with the left one's audi
 - ``job_*``: whole jobs (demo UNet, ``--steps``) with ``face`` unset, ``largest`` and
   ``speaker``, with their stage timings.
 
-Each row gives wall and CPU seconds of this process (all its threads; on a shared machine
-the CPU time says more) and the wall time relative to the plain job. A table is printed;
+Each row gives wall and CPU seconds of this process (all its threads, not ffmpeg's; on a
+shared machine the CPU time says more), each relative to the plain job. A table is printed;
 ``--json`` writes every number.
 
     .venv/bin/python -m scripts.bench_faces --seconds 4 --json bench_faces.json
@@ -143,10 +143,15 @@ def main() -> None:
         if result.face:
             out[key]["shots"] = result.face["shots"]
     out["wall_s"], out["cpu_s"] = timer.wall, timer.cpu
-    job = timer.wall["job_plain"]
+    job, job_cpu = timer.wall["job_plain"], timer.cpu["job_plain"]
     out["relative_to_plain_job"] = {k: round(v / job, 3) for k, v in timer.wall.items()}
+    out["cpu_relative_to_plain_job"] = {k: round(v / job_cpu, 3) for k, v in timer.cpu.items()}
     rows = [
-        (name, f"{timer.wall[name]:7.2f} s wall {timer.cpu[name]:7.2f} s CPU  {timer.wall[name] / job:6.3f} x job")
+        (
+            name,
+            f"{timer.wall[name]:7.2f} s wall ({timer.wall[name] / job:5.3f} x job) "
+            f"{timer.cpu[name]:7.2f} s CPU ({timer.cpu[name] / job_cpu:5.3f} x job)",
+        )
         for name in timer.wall
     ]
     print_table(rows, first=f"{out['video']} {args.seconds:g} s, {args.device}")
