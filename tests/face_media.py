@@ -1,14 +1,15 @@
 """Test media with several faces, made with the real ffmpeg from the bundled talking head
 (``assets/demo1_video.mp4``, 1080x1920, face near (590, 750), about 210 px wide).
 
-Every picture is a 480x480 square crop around the face scaled to ``SIDE`` px (the face is
-then ~105 px: the embedded dlib detector needs ~80), so two people side by side make a
-small frame that is quick to detect and to lip-sync.
+``two_portraits`` is the issue's two-person clip exactly: the whole clip scaled to 540x960
+beside a mirrored, time-shifted copy of itself (1080x960, faces ~100 px). The other media
+use a 480x480 square crop around the face scaled to ``SIDE`` px (the face is then ~105 px:
+the embedded dlib detector needs ~80), so two people side by side make a small frame that
+is quick to detect and to lip-sync.
 """
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ DEMO_VIDEO = ROOT / "assets" / "demo1_video.mp4"
 DEMO_AUDIO = ROOT / "assets" / "demo1_audio.wav"
 SIDE = 240
 CROP = "crop=480:480:350:520"
+PORTRAIT_W, PORTRAIT_H = 540, 960  # each person of the issue's two-person clip
 
 
 def _square(start: float, seconds: float, extra: str = "") -> str:
@@ -32,6 +34,20 @@ def side_by_side(dst: Path, seconds: float = 2.0, start: float = 1.0, shift: flo
     left one's audio: two people of the same size, (2 * SIDE) x SIDE, H.264 + AAC."""
     graph = (
         f"[0:v]split[a][b];[a]{_square(start, seconds)}[l];[b]{_square(start + shift, seconds, ',hflip')}[r];"
+        f"[l][r]hstack=inputs=2[v];[0:a]atrim=start={start}:duration={seconds},asetpts=PTS-STARTPTS[s]"
+    )
+    args = ["-i", input_arg(DEMO_VIDEO), "-filter_complex", graph, "-map", "[v]", "-map", "[s]"]
+    run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-c:a", "aac", str(dst)])
+    return dst
+
+
+def two_portraits(dst: Path, seconds: float = 2.0, start: float = 1.0, shift: float = 2.0) -> Path:
+    """The issue's layout: the whole clip at 540x960 (left) beside a mirrored copy ``shift``
+    seconds later (right), with the left one's audio: 1080x960, H.264 + AAC."""
+    scaled = f"scale={PORTRAIT_W}:{PORTRAIT_H}"
+    part = f"fps=25,trim=start={{}}:duration={seconds},setpts=PTS-STARTPTS,{scaled}"
+    graph = (
+        f"[0:v]split[a][b];[a]{part.format(start)}[l];[b]{part.format(start + shift)},hflip[r];"
         f"[l][r]hstack=inputs=2[v];[0:a]atrim=start={start}:duration={seconds},asetpts=PTS-STARTPTS[s]"
     )
     args = ["-i", input_arg(DEMO_VIDEO), "-filter_complex", graph, "-map", "[v]", "-map", "[s]"]
@@ -60,22 +76,6 @@ def square_frames(folder: Path, count: int, start: float = 1.0, mirrored: bool =
         frames = [f.copy() for _, f in zip(range(count), reader, strict=False)]
     assert len(frames) == count
     return np.stack(frames)
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.asarray(samples).astype("<i2").tobytes())
-    return path
-
-
-def demo_pcm() -> np.ndarray:
-    """The bundled speech as int16 16 kHz mono samples."""
-    with wave.open(str(DEMO_AUDIO)) as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
 def write_lossless(path: Path, frames: np.ndarray, audio: Path | None = None) -> Path:

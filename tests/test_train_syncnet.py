@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -25,29 +24,13 @@ import torch
 from latentsync_core.common.errors import CodedError
 from latentsync_core.configs.syncnet import load_syncnet_config
 from latentsync_core.data.layout import Layout
-from latentsync_core.media.video_io import VideoWriter
 from latentsync_core.models.stable_syncnet import load_stable_syncnet
 from latentsync_core.training.syncnet_dataset import SyncNetDataset, mel_window_length
 from latentsync_core.training.syncnet_trainer import SyncNetTrainer, checkpoints_in, train_syncnet
+from tests.sync_helpers import SIZE, TINY_SYNCNET_CONFIG, accuracy_bar, make_envelope_data, train_until_accurate
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE, FPS, RATE, SECONDS = 16, 25, 16000, 4
-LEVELS = 4  # envelope values per frame: brightness 20..235, loudness 12 dB apart
 LOOK_EVERY, MAX_STEPS = 40, 600  # the learning test looks at held-out accuracy this often, up to this step
-
-# The last block is wider than GroupNorm's 32 groups: at 1x1 a one-channel group normalises
-# to 0 and the embedding would not depend on the input.
-TINY_CONFIG = """
-model:
-  audio_encoder: {in_channels: 1, block_out_channels: [32, 32, 128],
-                  downsample_factors: [[2, 1], 4, [10, 4]], attn_blocks: [0, 1, 0]}
-  visual_encoder: {in_channels: 15, block_out_channels: [32, 32, 128],
-                   downsample_factors: [[1, 2], 2, 4], attn_blocks: [0, 0, 0]}
-ckpt: {save_ckpt_steps: 1000}
-data: {batch_size: 16, num_workers: 0, num_frames: 5, resolution: 16, num_val_samples: 256, frame_cache_mb: 64}
-optimizer: {lr: 1.0e-2, max_grad_norm: 1.0}
-run: {validation_steps: 1000, mixed_precision_training: true, seed: 7}
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -59,49 +42,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _write_clip(path: Path, envelope: np.ndarray, rng: np.random.Generator) -> None:
-    """``envelope``: per frame, a level in [0, 1]."""
-    samples_per_frame = RATE // FPS
-    noise = rng.standard_normal(len(envelope) * samples_per_frame)
-    # 4x amplitude (12 dB) per level step: far apart in the log-mel the audio encoder reads
-    # (the loudest level, 0.64, clips its peaks: still the loudest).
-    audio = noise * np.repeat(0.01 * 4.0 ** (envelope * (LEVELS - 1)), samples_per_frame)
-    wav = path.with_suffix(".wav")
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
-    writer = VideoWriter(path, SIZE, SIZE, wav, crf=10)
-    for level in envelope:
-        frame = np.full((SIZE, SIZE, 3), 128, np.uint8)
-        frame[SIZE // 2 :] = int(20 + 215 * level)
-        writer.write(frame)
-    writer.close()
-    wav.unlink()
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """DATA as `latentsync preprocess` leaves it: clips/ and the two file lists."""
-    layout = Layout(tmp_path_factory.mktemp("data"))
-    layout.create()
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(8):
-        frames = SECONDS * FPS
-        envelope = rng.integers(LEVELS, size=frames) / (LEVELS - 1)
-        paths.append(layout.clip(f"clip{i}"))
-        _write_clip(paths[-1], envelope, rng)
-    layout.train_list.write_text("".join(f"{p}\n" for p in paths[:6]))
-    layout.val_list.write_text("".join(f"{p}\n" for p in paths[6:]))
-    return layout.root
+    return make_envelope_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
 def config_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "syncnet_tiny.yaml"
-    path.write_text(TINY_CONFIG)
+    path.write_text(TINY_SYNCNET_CONFIG)
     return path
 
 
@@ -141,21 +91,14 @@ def test_syncnet_learns_to_tell_aligned_from_shifted_windows(data_dir, config_pa
     # n = 256 held-out pairs from clips never trained on. A net that cannot tell aligned from
     # shifted scores 1/2 with standard deviation 0.5 / sqrt(n) = 1/32: demand 5 of them above
     # (one-sided chance 3e-7 per look).
-    n = cfg.data.num_val_samples
-    bar = 0.5 + 5 * 0.5 / n**0.5
+    bar = accuracy_bar(cfg.data.num_val_samples)
     # At this size training goes in fits and starts: the held-out accuracy of a run crosses the
     # bar anywhere from step 40 to 280 depending on the seed and on the CPU's rounding (12 runs:
     # 8 seeds, and 4 of them on clips from another ffmpeg; one sat at 0.41 until step 240, then
     # 0.66 at 280). So the accuracy is looked at every 40 steps, up to twice the slowest run
     # seen, and the test passes at the first look above the bar (one-sided chance of 15 looks
     # of an untrained net: 15 x 3e-7).
-    history = []
-    for steps in range(LOOK_EVERY, MAX_STEPS + 1, LOOK_EVERY):
-        result = trainer.run(max_steps=steps, progress=False)
-        after = trainer.validate()
-        history.append((steps, round(after["accuracy"], 3)))
-        if after["accuracy"] >= bar:
-            break
+    result, after, history = train_until_accurate(trainer, bar, LOOK_EVERY, MAX_STEPS)
     print(f"held-out accuracy by step: {history} (untrained {before['accuracy']:.3f})")
     assert after["accuracy"] >= bar, (before, history)
     assert after["loss"] < before["loss"]

@@ -25,10 +25,9 @@ from latentsync_core.inference.face_selection import (
     check_point_in_video,
     check_track_known,
 )
+from latentsync_core.sync.speaker import SPEAKER_MIN_CONFIDENCE
 from latentsync_core.vision.boxes import box_contains
 from latentsync_core.vision.face_tracks import FaceTrack, FaceTracks
-
-SPEAKER_MIN_CONFIDENCE = 3.0  # SyncNetV2 LSE-C: the data pipeline's bar for a clip in sync
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,9 @@ def choose_faces(
     threshold: float = SPEAKER_MIN_CONFIDENCE,
 ) -> FaceChoice:
     """Resolve ``selection`` (module docstring). For ``speaker``, ``confidences`` maps track
-    ids to their sync confidence (``speaker.speaker_confidences``); ``no_speaker_reason``
-    says why there are none (e.g. "no audio")."""
+    ids to their sync confidence (``speaker.speaker_confidences``) and ``threshold`` is the
+    scorer's bar (``SpeakerScorer.min_confidence``); ``no_speaker_reason`` says why there
+    are no confidences (e.g. "no audio")."""
     check_selection(selection, tracks)
     fixed: FaceTrack | None = None
     if selection.kind == "track":

@@ -295,14 +295,19 @@ class LipSyncPipeline:
     ) -> tuple[TemplateSession, SourcePlan]:
         """The job's template session and source plan (from the session's template, if
         the cache has one for this video, else by detection); both closed with ``job``."""
-        face = ctx.params.face
-        # A face selection's plan is not the cached one (that is the largest face per frame).
-        templates = self.templates if face is None else NoTemplateCache()
+        selection = parse_face(ctx.params.face) if ctx.params.face is not None else None
+        # A face selection's plan is cached under its own key (it is not the largest face per
+        # frame); face=speaker's also depends on the scorer's net, so it is not cached.
+        fingerprint = self.fingerprint() if selection is None else f"{self.fingerprint()}|face={selection}"
+        cached = selection is None or selection.kind != "speaker"
+        templates = self.templates if cached else NoTemplateCache()
         reads = frames_to_read(ctx.params.sync_mode, n_out) or sys.maxsize  # sys.maxsize: the whole video
         with ctx.timed(Stage.DETECT):
-            session = job.enter_context(templates.open(ctx.video_path, self.fingerprint(), ctx.dtype, reads, ctx.work))
-            if face is None:
+            session = job.enter_context(templates.open(ctx.video_path, fingerprint, ctx.dtype, reads, ctx.work))
+            if selection is None or session.template is not None:
                 plan = job.enter_context(self.planner.plan(ctx, video, n_out, session.template))
+                if selection is not None:
+                    plan.face_choice = session.template.face_choice  # type: ignore[union-attr]
             else:
                 p = self.planner
                 plan = job.enter_context(
@@ -310,7 +315,7 @@ class LipSyncPipeline:
                         ctx,
                         video,
                         n_out,
-                        parse_face(face),
+                        selection,
                         p.detector,
                         p.resolution,
                         p.detect_workers,

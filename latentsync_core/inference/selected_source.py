@@ -19,7 +19,7 @@ from latentsync_core.common.errors import MediaError
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.face_choice import FaceChoice, choose_faces
 from latentsync_core.inference.face_selection import FaceSelection
-from latentsync_core.inference.length_modes import REMAP, plan_length
+from latentsync_core.inference.length_modes import REMAP, frames_to_read, plan_length
 from latentsync_core.inference.source import SourcePlan, _fill_missing, _new_store, _store_frames, no_face_error
 from latentsync_core.inference.stages import Stage
 from latentsync_core.media.audio_io import load_audio, to_int16
@@ -77,7 +77,14 @@ def plan_selected_source(
             store.close()
         raise
     raw, boxes = _matrices(choice, tracks, resolution)
-    plan = SourcePlan(info, _fill_missing(raw, has_face), has_face, store, raw, boxes, complete=True)
+    filled = _fill_missing(raw, has_face)
+    # The frames the job can show, as the plain plan keeps them: a template cache entry
+    # holds only frames whose moments the job computed. Kept whole when the chosen face
+    # only appears later (a template of those frames would have no face at all).
+    n = min(tracks.frames, frames_to_read(mode, n_out) or tracks.frames)
+    if not has_face[:n].any():
+        n = tracks.frames
+    plan = SourcePlan(info, filled[:n], has_face[:n], store, raw[:n], boxes[:n], complete=n == tracks.frames)
     plan.face_choice = choice.to_json()
     return plan
 
@@ -97,7 +104,7 @@ def _choose(
         log.warning("speaker: the video's audio cannot be read (%s): largest face instead", exc.code)
         return choose_faces(selection, tracks, None, f"the video's audio cannot be read: {exc.code}")
     confidences = speaker_confidences(ctx.video_path, tracks, pcm, scorer, should_stop=ctx.check_cancelled)
-    return choose_faces(selection, tracks, confidences)
+    return choose_faces(selection, tracks, confidences, threshold=scorer.min_confidence)
 
 
 def _matrices(choice: FaceChoice, tracks: FaceTracks, resolution: int) -> tuple[np.ndarray, np.ndarray]:

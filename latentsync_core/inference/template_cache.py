@@ -4,9 +4,11 @@ and of the full aligned face. A backend that reuses one avatar clip with new spe
 for face detection and the two VAE encodes once.
 
 Entries are keyed by the SHA-256 of the video's bytes plus a fingerprint of everything
-else the values depend on (resolution, detector, VAE weights, dtype, device kind). The
-moments, not sampled latents, are stored: every job still draws its own noise from its
-own seed, so a cached run gives the same output as an uncached one.
+else the values depend on (resolution, detector, VAE weights, dtype, device kind, and the
+face selection: a ``face=track:1`` entry keeps that person's matrices, and the per-shot
+choice its job result reports). The moments, not sampled latents, are stored: every job
+still draws its own noise from its own seed, so a cached run gives the same output as an
+uncached one.
 
 Layout: ``<root>/<key>/meta.json`` + ``moments.npy``; an entry is written in a staging
 folder and renamed into place, so readers never see half an entry. The total size is
@@ -104,6 +106,7 @@ class Template:
     boxes: np.ndarray  # (count, 4) float32 face boxes x1, y1, x2, y2; NaN where no face
     complete: bool  # count is every frame of the video
     moments: np.ndarray  # (count, 2, 8, h, w): masked-face and face moments, memory-mapped
+    face_choice: dict | None = None  # a face selection's per-shot record (FaceChoice.to_json)
 
     @property
     def count(self) -> int:
@@ -122,6 +125,7 @@ class PlannedSource(Protocol):
     has_face: np.ndarray  # (F,) bool
     boxes: np.ndarray  # (F, 4) float32 face boxes, NaN where no face
     complete: bool  # F is every frame of the video
+    face_choice: dict | None  # with a face selection: which track each shot used and why
 
 
 class TemplateCache:
@@ -148,6 +152,7 @@ class TemplateCache:
                 boxes=arrays["boxes"],
                 complete=bool(meta["complete"]),
                 moments=moments,
+                face_choice=meta.get("face_choice"),
             )
             if moments.dtype != numpy_dtype(dtype) or len(moments) != template.count:
                 raise ValueError("moments do not match the entry")
@@ -168,7 +173,14 @@ class TemplateCache:
         return folder
 
     def commit(
-        self, key: str, folder: Path, matrices: np.ndarray, has_face: np.ndarray, boxes: np.ndarray, complete: bool
+        self,
+        key: str,
+        folder: Path,
+        matrices: np.ndarray,
+        has_face: np.ndarray,
+        boxes: np.ndarray,
+        complete: bool,
+        face_choice: dict | None = None,
     ) -> bool:
         """Publish a staged entry (its ``moments.npy`` already written); False when it is
         larger than the whole cache, which then keeps nothing of it."""
@@ -179,9 +191,10 @@ class TemplateCache:
                 has_face=has_face.astype(bool),
                 boxes=boxes.astype(np.float32),
             )
-            (folder / "meta.json").write_text(
-                json.dumps({"format": FORMAT, "complete": complete, "frames": len(has_face), "created": time.time()})
-            )
+            meta = {"format": FORMAT, "complete": complete, "frames": len(has_face), "created": time.time()}
+            if face_choice is not None:
+                meta["face_choice"] = face_choice
+            (folder / "meta.json").write_text(json.dumps(meta))
             size = _size(folder)
             if size > self.max_bytes:
                 log.info("template of %d MB exceeds the cache bound: not kept", size // 2**20)
@@ -316,7 +329,13 @@ class CacheSession(TemplateSession):
             self._rows = None  # the memory map must be closed before the rename
             try:
                 state["stored"] = self.cache.commit(
-                    self.key, self._staging, plan.raw_matrices, plan.has_face, plan.boxes, plan.complete
+                    self.key,
+                    self._staging,
+                    plan.raw_matrices,
+                    plan.has_face,
+                    plan.boxes,
+                    plan.complete,
+                    plan.face_choice,
                 )
             except OSError as exc:  # a full disk or a racing writer must not fail a finished job
                 log.warning("template not stored: %s", exc)

@@ -27,9 +27,13 @@ from latentsync_core.vision.face_tracks import FaceTrack, FaceTracks
 
 MAX_SPEAKER_FRAMES = 250  # 10 s of each track are scored
 MIN_SPEAKER_FRAMES = 12  # shorter tracks (or audio under them) are not scored
+SPEAKER_MIN_CONFIDENCE = 3.0  # SyncNetV2 LSE-C: the data pipeline's bar for a clip in sync
 
 
 class SpeakerScorer(Protocol):
+    # The confidence from which a track counts as speaking: each scorer has its own scale.
+    min_confidence: float
+
     def confidence(self, crops_bgr: np.ndarray, pcm: np.ndarray) -> float:
         """How well the mouth in 25 fps face crops (N, 224, 224, 3) uint8 BGR moves with int16
         16 kHz speech ``pcm`` that starts with the first crop (higher: more in sync)."""
@@ -39,8 +43,8 @@ class SpeakerScorer(Protocol):
 class SyncNetSpeakerScorer:
     """SyncNetV2's confidence (LSE-C over +-``vshift`` frames), as sync scoring measures it."""
 
-    def __init__(self, syncnet: torch.nn.Module, vshift: int = 15):
-        self.syncnet, self.vshift = syncnet, vshift
+    def __init__(self, syncnet: torch.nn.Module, vshift: int = 15, min_confidence: float = SPEAKER_MIN_CONFIDENCE):
+        self.syncnet, self.vshift, self.min_confidence = syncnet, vshift, min_confidence
 
     def confidence(self, crops_bgr: np.ndarray, pcm: np.ndarray) -> float:
         return float(score_frames(self.syncnet, crops_bgr, pcm, self.vshift).lse_c)

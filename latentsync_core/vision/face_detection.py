@@ -9,6 +9,14 @@ Back-ends:
 Detection runs on a downscaled copy of the frame; landmarks are mapped back to full size.
 Among the faces found, the largest plausible one is used (upstream's size and aspect filters);
 ``detect_all`` gives every plausible face instead (face tracks, ``face_tracks.py``).
+
+How far the embedded detector scales a frame down follows from the smallest face it must
+find: HOG scans an ~80 px window, so a short side scaled to ``s`` px finds faces down to
+about ``80 / s`` of it. ``detect`` (one face per frame: a talking head fills the picture)
+uses 480 px, faces down to 1/6 of the short side; ``detect_all`` (tracks: a two-shot or an
+interview, where each person is a fraction of the frame) uses 960 px, down to 1/12. The
+issue's two-person layout, two 540x960 portraits side by side, has ~100 px faces in a
+960 px short side: at 480 px they shrink to ~50 px and are missed.
 """
 
 from __future__ import annotations
@@ -79,13 +87,14 @@ class DlibFaceDetector:
 
     name = "dlib-hog"
 
-    def __init__(self, detect_size: int = 480, upsample: int = 0):
+    def __init__(self, detect_size: int = 480, all_faces_size: int = 960, upsample: int = 0):
         import dlib  # local: a heavy import only this back-end needs
 
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(_dlib_landmark_model()))
         self._rect = dlib.rectangle
         self.detect_size = detect_size
+        self.all_faces_size = all_faces_size
         self.upsample = upsample
 
     def clone(self) -> DlibFaceDetector:
@@ -98,10 +107,11 @@ class DlibFaceDetector:
         other._detector = dlib.get_frontal_face_detector()
         return other
 
-    def _candidates(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, float, list[tuple[object, Box]]]:
-        """The grey downscaled frame, its scale and the plausible ``(rect, box)`` found."""
+    def _candidates(self, frame_rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, list[tuple[object, Box]]]:
+        """The grey frame downscaled to a short side of ``size`` px (never upscaled), its
+        scale and the plausible ``(rect, box)`` found."""
         h, w = frame_rgb.shape[:2]
-        scale = min(1.0, self.detect_size / min(h, w))  # HOG finds faces down to ~70 px
+        scale = min(1.0, size / min(h, w))  # HOG finds faces down to ~70 px of the scaled frame
         small = cv2.resize(frame_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         gray_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         rects = self._detector(gray_small, self.upsample)
@@ -116,12 +126,12 @@ class DlibFaceDetector:
         return Face(box=box, points=np.round(dlib68_to_points3(pts)))
 
     def detect(self, frame_rgb: np.ndarray) -> Face | None:
-        gray_small, scale, candidates = self._candidates(frame_rgb)
+        gray_small, scale, candidates = self._candidates(frame_rgb, self.detect_size)
         best = _largest(candidates)
         return None if best is None else self._face(gray_small, scale, *best)
 
     def detect_all(self, frame_rgb: np.ndarray) -> list[Face]:
-        gray_small, scale, candidates = self._candidates(frame_rgb)
+        gray_small, scale, candidates = self._candidates(frame_rgb, self.all_faces_size)
         return [self._face(gray_small, scale, rect, box) for rect, box in _by_size(candidates)]
 
 
