@@ -15,7 +15,7 @@ find: HOG scans an ~80 px window, so a short side scaled to ``s`` px finds faces
 about ``80 / s`` of it. ``detect`` (one face per frame: a talking head fills the picture)
 uses 480 px, faces down to 1/6 of the short side; ``detect_all`` (tracks: a two-shot or an
 interview, where each person is a fraction of the frame) uses 960 px, down to 1/12. The
-issue's two-person layout, two 540x960 portraits side by side, has ~100 px faces in a
+two-shot of two 540x960 portraits side by side has ~100 px faces in a
 960 px short side: at 480 px they shrink to ~50 px and are missed.
 """
 
