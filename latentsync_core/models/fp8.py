@@ -45,7 +45,8 @@ def _rowwise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, k) -> float8 rows and their float32 scales (rows, 1): x ~= q * scale."""
     amax = x.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12)  # an all-zero row stays 0
     scale = amax / FP8_MAX
-    q = (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    # row-major, as the product's first operand must be (a transposed view keeps its strides)
+    q = (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8).contiguous()
     return q, scale
 
 
