@@ -281,12 +281,13 @@ def main() -> None:  # noqa: PLR0915 - one lease, one straight sequence of steps
         into[key] = r
         save(f"{label} {spec.name}: {r['fps']:.2f} frames/s, denoise {r['timings'].get('denoise')} s")
 
+    unet_iters = (1, 0) if args.smoke else (10, 2)  # timed calls, warm-up calls
     accel16 = AccelOptions.for_device(dev, compile=on_gpu)
     pipe16 = LipSyncPipeline(models, accel=accel16, template_cache=TemplateCache(cache_root, 4 << 30), syncnet=syncnet)
     pipe16.warmup()
     res["compile16_s"] = pipe16.prepare_fast_path() if on_gpu else None
     with torch.no_grad():
-        res["unet_ms16"] = median_ms(lambda: pipe16.unet.full(x16, t, ctx16), dev, iters=2 if args.smoke else 10)
+        res["unet_ms16"] = median_ms(lambda: pipe16.unet.full(x16, t, ctx16), dev, *unet_iters)
         res["accuracy"]["fp16 compiled"] = diff(pipe16.unet.full(x16, t, ctx16)[0], ref)
     save(f"fp16 compiled in {res['compile16_s']} s, UNet {res['unet_ms16']:.1f} ms a call")
     run_row(pipe16, "ddim20_first", res["runs16"], "fp16")  # also fills the template cache for the repeats
@@ -307,7 +308,7 @@ def main() -> None:  # noqa: PLR0915 - one lease, one straight sequence of steps
         save(f"fp8: {res['fp8_layers']} layers converted")
         res["compile8_s"] = pipe8.prepare_fast_path() if on_gpu else None
         with torch.no_grad():
-            res["unet_ms8"] = median_ms(lambda: pipe8.unet.full(x16, t, ctx16), dev, iters=2 if args.smoke else 10)
+            res["unet_ms8"] = median_ms(lambda: pipe8.unet.full(x16, t, ctx16), dev, *unet_iters)
             res["accuracy"]["fp8 compiled"] = diff(pipe8.unet.full(x16, t, ctx16)[0], ref)
         save(f"fp8 compiled in {res['compile8_s']} s, UNet {res['unet_ms8']:.1f} ms a call")
     # the pairs that matter most first: a budget cuts from the end
