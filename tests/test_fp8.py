@@ -70,7 +70,7 @@ def test_conversion_takes_the_transformer_linears_of_the_rule_and_only_once() ->
 
 def test_default_options_leave_the_unet_alone_and_fp8_gives_nearly_the_same_call() -> None:
     unet = _tiny_unet()
-    x = torch.randn(2, unet.config.in_channels, 2, 16, 16)
+    x = torch.randn(2, unet.config.in_channels, 2, 8, 8)
     ctx = torch.randn(4, 50, unet.config.cross_attention_dim)
     t = torch.tensor([500])
     with torch.no_grad():
