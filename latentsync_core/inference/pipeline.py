@@ -178,6 +178,7 @@ class LipSyncPipeline:
             "channels_last": self.accel.channels_last,
             "backend": self.accel.backend,
             "shapes": [unet_shape, ctx_shape, image_shape],
+            **({"fp8": True} if self.accel.fp8 else {}),  # only when on: the default key stays as it was
         }
 
     def fingerprint(self) -> str:

@@ -15,6 +15,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from latentsync_core.models import UNet3DConditionModel
+from latentsync_core.models.fp8 import FP8_MIN_IN_FEATURES, convert_linears_to_fp8, fp8_supported
 from latentsync_core.models.vae import SCALING_FACTOR
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,17 @@ class AccelOptions:
     compile: bool = False  # torch.compile the full-window shapes at warm-up
     channels_last: bool = False  # NHWC activations: no layout conversions around convolutions
     backend: str = "inductor"  # tests trace with "aot_eager": the same graph, no code generation
+    # float8 Linear layers in the UNet's transformer blocks (models/fp8.py): not upstream's
+    # arithmetic, so never on by default
+    fp8: bool = False
+    fp8_min_in_features: int = FP8_MIN_IN_FEATURES  # narrower layers stay in the model's dtype
 
     @classmethod
-    def for_device(cls, device: torch.device, compile: bool | None = None) -> AccelOptions:
+    def for_device(cls, device: torch.device, compile: bool | None = None, fp8: bool = False) -> AccelOptions:
         """Channels-last on a GPU; compile there unless told otherwise (a CPU compile
         needs a C++ tool chain and buys little)."""
         on_gpu = device.type == "cuda"
-        return cls(compile=on_gpu if compile is None else compile, channels_last=on_gpu)
+        return cls(compile=on_gpu if compile is None else compile, channels_last=on_gpu, fp8=fp8)
 
 
 def _to_channels_last(module: torch.nn.Module) -> None:
@@ -77,6 +82,12 @@ class UNetRunner:
         self.options = options
         if options.channels_last:
             _to_channels_last(unet)
+        if options.fp8:
+            device = next(unet.parameters()).device
+            if not fp8_supported(device):
+                raise ValueError(f"fp8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper), not {device}")
+            # in place: every pipeline sharing this model runs float8 from here on
+            convert_linears_to_fp8(unet, options.fp8_min_in_features)
         self._shape: tuple[int, ...] | None = None
         self._full: Callable = unet.forward_full
         self._shallow: Callable = unet.forward_shallow
