@@ -82,6 +82,20 @@ class FrameStore:
             self.flush()
         return list(self._pool.map(self._read, indices))
 
+    def read_into(self, indices: list[int], out: np.ndarray) -> None:
+        """The frames at ``indices`` into ``out[k]`` (decoded in parallel; no second copy
+        of them all is held at once)."""
+        for i in indices:
+            if not 0 <= i < self.count:
+                raise IndexError(i)
+        if max(indices, default=-1) >= len(self._index):
+            self.flush()
+
+        def fill(k: int) -> None:
+            out[k] = self._read(indices[k])
+
+        list(self._pool.map(fill, range(len(indices))))
+
     def _read(self, index: int) -> np.ndarray:
         offset, length = self._index[index]
         frame = cv2.imdecode(np.frombuffer(os.pread(self._fd, length, offset), np.uint8), cv2.IMREAD_UNCHANGED)
