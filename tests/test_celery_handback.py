@@ -42,7 +42,7 @@ def test_sigterm_hands_the_job_back_to_another_worker(
             # Enough steps that the job is still denoising when the signal lands (its stage
             # shows within a second of the first step, each a good part of a second on a CPU), few
             # enough that the second worker finishes soon.
-            job_id = api.post_files(*inputs, inference_steps=24).json()["id"]
+            job_id = api.post_files(*inputs, inference_steps=16).json()["id"]
             deadline = time.time() + 240
             while (job := api.client.get(f"/jobs/{job_id}").json())["stage"] != "denoise":
                 assert job["status"] in {"queued", "running"} and time.time() < deadline, job
