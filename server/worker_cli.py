@@ -51,7 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace, specs: list[DeviceSpec]) -> int:
-    """One child per device; SIGTERM is passed on (each finishes its job first)."""
+    """One child per device; SIGTERM is passed on (each hands its running job back)."""
     children = []
     for spec in specs:
         gpu = "cpu" if spec.device == "cpu" else str(spec.gpu_id)
@@ -70,6 +70,8 @@ def _supervise(args: argparse.Namespace, specs: list[DeviceSpec]) -> int:
 
 
 def serve_device(settings: Settings, spec: DeviceSpec, device_name: str) -> int:
+    from celery.signals import worker_shutting_down
+
     from latentsync_core.inference import build_pipeline
     from server.runners.celery_app import QUEUE, RUN_JOB, make_celery
     from server.runners.celery_worker import DeviceRuntime
@@ -83,6 +85,10 @@ def serve_device(settings: Settings, spec: DeviceSpec, device_name: str) -> int:
     @app.task(name=RUN_JOB)
     def run_job(job_id: str) -> None:
         runtime.run_job(job_id)
+
+    # SIGTERM (a rolling deploy): Celery's warm shutdown waits for the running task, which
+    # this makes stop at its next step and hand its job back (``DeviceRuntime.run_job``).
+    worker_shutting_down.connect(lambda **_: runtime.stop(), weak=False)
 
     log.info("worker %s ready on %s (%s)", host, device_name, pipeline.describe())
     app.worker_main(

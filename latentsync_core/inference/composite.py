@@ -29,8 +29,9 @@ class Compositor:
     def restore(
         self, frames: torch.Tensor, faces: torch.Tensor, mats: torch.Tensor, has_face: np.ndarray
     ) -> torch.Tensor:
-        """Paste generated faces into the frames that had one; others pass through unchanged."""
-        out = frames.clone()
+        """Paste generated faces into the frames that had one (in place: a window's frames
+        are its output buffer, ``memory.py``); others pass through unchanged."""
+        out = frames
         chunk = len(frames) if self.device.type == "cuda" else 1  # bounded host memory on the CPU
         idx = np.flatnonzero(has_face)
         for s in range(0, len(idx), chunk):

@@ -18,7 +18,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from latentsync_core.audio.whisper_features import WhisperFeatureExtractor
 from latentsync_core.inference.runners import VAERunner
-from latentsync_core.inference.source import Window
+from latentsync_core.inference.source import WINDOW, Window
 from latentsync_core.inference.template_cache import TemplateSession
 from latentsync_core.media.constants import FPS
 from latentsync_core.models.vae import SCALING_FACTOR
@@ -37,15 +37,24 @@ def load_mask(resolution: int) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1).float()
 
 
-def with_aligned_faces(windows: Iterator[Window], resolution: int, device: torch.device) -> Iterator[Window]:
+def with_aligned_faces(
+    windows: Iterator[Window], resolution: int, device: torch.device, batch: int = WINDOW
+) -> Iterator[Window]:
     """Adds each window's aligned faces ``(count, 3, r, r)`` in [-1, 1] (meant for a
-    prefetch thread: on a GPU the warps run on their own stream)."""
+    prefetch thread: on a GPU the warps run on their own stream). ``batch`` frames are
+    warped at once (each frame's crop is the same whatever the batch: ``memory.py`` picks
+    fewer for big frames, whose float copies are large)."""
     aligner = FaceAligner(resolution, device=device)
     side = torch.cuda.Stream(device) if device.type == "cuda" else None
     try:
         for window in windows:
             with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-                resized = aligner.model_faces(window.frames, window.matrices)
+                resized = np.concatenate(
+                    [
+                        aligner.model_faces(window.frames[s : s + batch], window.matrices[s : s + batch])
+                        for s in range(0, window.count, batch)
+                    ]
+                )
             window.faces = torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
             yield window
     finally:

@@ -20,7 +20,8 @@ from latentsync_core.sync.stream import SyncTap
 class OutputVideo:
     """``tap``, when given, also sees every frame (on the feeding thread, after the encoder);
     ``stream_path``, when given, gets a fragmented MP4 of the frames so far, growing with
-    every window (a preview to serve while the job runs; its failure never fails the job)."""
+    every window (a preview to serve while the job runs; its failure never fails the job);
+    ``depth``: finished windows waiting for the encoder (``memory.py``)."""
 
     def __init__(
         self,
@@ -30,12 +31,13 @@ class OutputVideo:
         comment: str | None = None,
         tap: SyncTap | None = None,
         stream_path: str | Path | None = None,
+        depth: int = 2,
     ):
         self.tap = tap
         self.target = ctx.output_path
         self.partial = ctx.work / f"output.partial{ctx.output_path.suffix or '.mp4'}"  # the suffix picks the codec
         self.writer = VideoWriter(self.partial, width, height, ctx.audio_path, metadata_comment=comment)
-        self.feed = Drain(self._write, depth=2, name="encode-feed")
+        self.feed = Drain(self._write, depth=depth, name="encode-feed")
         self.done = False
         self.frames_in_file = 0  # what the finished file holds (a job reports these, not its plan)
         self.size_in_file = self.writer.file_size

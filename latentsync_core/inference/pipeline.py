@@ -38,6 +38,7 @@ from latentsync_core.inference.denoise import WindowNoise
 from latentsync_core.inference.face_selection import parse_face
 from latentsync_core.inference.length_job import fit_length
 from latentsync_core.inference.length_modes import frames_to_read
+from latentsync_core.inference.memory import FramePolicy, return_freed_frames
 from latentsync_core.inference.output import OutputVideo
 from latentsync_core.inference.params import LipSyncParams
 from latentsync_core.inference.runners import AccelOptions, UNetRunner, VAERunner
@@ -109,6 +110,7 @@ class LipSyncPipeline:
         detect_stride: int = 1,
     ):
         self.m = models
+        return_freed_frames()  # freed frames leave the process (``memory.py``)
         self.limits = limits or MediaLimits()  # what inputs may be; a service sets its own
         self.syncnet = syncnet  # a SyncNetV2 with its ``weights_label``: every output gets a sync score
         # judges face=speaker; without one, speaker falls back to the largest face track
@@ -263,8 +265,11 @@ class LipSyncPipeline:
             tap = SyncTap(self.syncnet, self.syncnet.weights_label, plan.output_boxes(n_out)) if self.syncnet else None
             with ctx.timed(Stage.DENOISE):
                 comment = DEMO_NOTICE if m.is_demo else None
-                output = job.enter_context(OutputVideo(ctx, video.width, video.height, comment, tap, stream_path))
-                lanes = self._generate(ctx, plan, session, features, n_out, output, lender)
+                memory = FramePolicy.for_frames(video.width, video.height)  # windows held at once
+                output = job.enter_context(
+                    OutputVideo(ctx, video.width, video.height, comment, tap, stream_path, memory.windows_behind)
+                )
+                lanes = self._generate(ctx, plan, session, features, n_out, output, lender, memory)
             with ctx.stage(Stage.ENCODE):
                 output.close()
             sync = self._score_sync(ctx, tap, samples)
@@ -334,6 +339,7 @@ class LipSyncPipeline:
         n_out: int,
         output: OutputVideo,
         lender: DeviceLender | None,
+        memory: FramePolicy,
     ) -> list[dict]:
         """For each window (``window.py``; on this device or a borrowed one,
         ``window_split.py``): conditioning -> denoise -> decode and composite -> emit, in
@@ -344,8 +350,8 @@ class LipSyncPipeline:
         noise = WindowNoise(ctx.params.seed, counts, latent_size, ctx.device, m.dtype)  # before any window
         session.open_moments(plan.frame_count, latent_size)
         job = JobWindows(ctx, features, noise, session, n_out)
-        windows = with_aligned_faces(plan.windows(ctx.video_path, n_out), m.resolution, ctx.device)
-        with Prefetch(windows, depth=2, name="decode-align") as prepared:
+        windows = with_aligned_faces(plan.windows(ctx.video_path, n_out), m.resolution, ctx.device, memory.float_batch)
+        with Prefetch(windows, depth=memory.windows_ahead, name="decode-align") as prepared:
             lanes = run_windows(self, job, prepared, output.emit, lender)
         output.drain()
         return lanes

@@ -96,10 +96,13 @@ class SourcePlan:
             for start in range(0, n_out, WINDOW):
                 count = min(WINDOW, n_out - start)
                 src_idx = self.source_index(start, count)
+                # One buffer per window, filled in place: it is also the window's output (``memory.py``).
+                frames = np.empty((count, self.info.height, self.info.width, 3), np.uint8)
                 if self.store is not None:  # decoded on the store's threads
-                    frames = np.stack(self.store.get_many([int(i) for i in src_idx]))
+                    self.store.read_into([int(i) for i in src_idx], frames)
                 else:
-                    frames = np.stack([_next_frame(reader) for _ in src_idx])
+                    for k in range(count):
+                        frames[k] = _next_frame(reader)
                 yield Window(
                     start,
                     count,

@@ -75,12 +75,26 @@ class FrameStore:
 
     def get_many(self, indices: list[int]) -> list[np.ndarray]:
         """The frames at ``indices`` (decoded in parallel)."""
+        self._ready(indices)
+        return list(self._pool.map(self._read, indices))
+
+    def read_into(self, indices: list[int], out: np.ndarray) -> None:
+        """The frames at ``indices`` into ``out[k]`` (decoded in parallel; no second copy
+        of them all is held at once)."""
+        self._ready(indices)
+
+        def fill(k: int) -> None:
+            out[k] = self._read(indices[k])
+
+        list(self._pool.map(fill, range(len(indices))))
+
+    def _ready(self, indices: list[int]) -> None:
+        """Check ``indices`` and write the frames still encoding that they ask for."""
         for i in indices:
             if not 0 <= i < self.count:
                 raise IndexError(i)
         if max(indices, default=-1) >= len(self._index):
             self.flush()
-        return list(self._pool.map(self._read, indices))
 
     def _read(self, index: int) -> np.ndarray:
         offset, length = self._index[index]

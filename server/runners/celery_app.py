@@ -14,7 +14,9 @@ Worker side, ``DeviceRuntime`` (``latentsync worker``, one process per device): 
 are loaded once; Celery hands it one job at a time (prefetch 1, late acknowledgement, a
 visibility timeout longer than the longest job). A task only runs a job that is still
 queued and not claimed for this attempt, so a message redelivered after a crash does
-nothing twice.
+nothing twice. A worker told to stop (SIGTERM: Celery's warm shutdown, a rolling deploy)
+stops its job at the next denoising step, puts it back in the queue without counting the
+attempt, and rejects the task's message back to the broker for another worker.
 
 An object store (S3) in place of the shared folder would take: uploads written there by
 the API, each worker downloading inputs into a local work folder and uploading

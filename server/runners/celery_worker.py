@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 import redis
+from celery.exceptions import Reject
 
 from server.jobs.lifecycle import JobLifecycle
 from server.jobs.metrics import Metrics
@@ -18,7 +19,7 @@ from server.jobs.progress import ProgressBoard
 from server.jobs.redis_store import RedisJobStore
 from server.jobs.webhooks import WebhookSender
 from server.runners.celery_app import Keys
-from server.runners.run_job import run_started_job
+from server.runners.run_job import retry_store, run_started_job
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,11 +53,17 @@ class DeviceRuntime:
         self.stopping = False
 
     def run_job(self, job_id: str) -> None:
-        """The task: run the job if it is still queued and this attempt is not claimed."""
+        """The task: run the job if it is still queued and this attempt is not claimed.
+        A worker shutting down (``stop``) stops the job between steps and hands it back:
+        the job is queued again (this attempt does not count) and its message goes back
+        to the broker (``Reject``, acknowledged late) for another worker to take."""
+        if self.stopping:  # a message taken while this worker shuts down goes straight back
+            raise Reject("worker shutting down", requeue=True)
         job = self.store.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return  # canceled meanwhile, or a message redelivered after the job moved on
-        if not self.redis.set(self.keys.claim(job), self.worker["host"], nx=True, ex=int(self.lease_s * 10)):
+        claim = self.keys.claim(job)
+        if not self.redis.set(claim, self.worker["host"], nx=True, ex=int(self.lease_s * 10)):
             return
         lease = _Lease(self.redis, self.keys.lease(job.id), self.lease_s)
         try:
@@ -77,6 +84,18 @@ class DeviceRuntime:
         finally:
             lease.stop()
             self.board.end(job.id)
+        if self.stopping and self._handed_back(job.id):
+            self.redis.delete(claim)  # the claim names this attempt number, which the next run reuses
+            log.info("job %s handed back at shutdown", job.id)
+            raise Reject("worker shutting down", requeue=True)
+
+    def stop(self) -> None:
+        """Celery's warm shutdown began (SIGTERM): the running job stops at its next step."""
+        self.stopping = True
+
+    def _handed_back(self, job_id: str) -> bool:
+        job = retry_store(lambda: self.store.get(job_id))
+        return job is not None and job.status == JobStatus.QUEUED
 
 
 class _Lease:
