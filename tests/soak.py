@@ -49,6 +49,8 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
         self.bad = 0
+        self.fail_next = 0  # answer this many deliveries 503 (the sender retries them)
+        self.failed = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +59,13 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.fail_next > 0:
+                    outer.fail_next -= 1
+                    outer.failed += 1
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     event = verify_webhook(SECRET, dict(self.headers.items()), body)
                     job = json.loads(body)["job"]
@@ -140,7 +149,8 @@ class Soak:
             self.ledger.unexpected.append(f"{what}: {r.status_code} {r.text[:200]}")
 
     def upload(self) -> None:
-        self._accepted(self.service.api.post_files(self.inputs["video"], self.inputs["audio"], **self._fields()), "upload")
+        answer = self.service.api.post_files(self.inputs["video"], self.inputs["audio"], **self._fields())
+        self._accepted(answer, "upload")
 
     def slow_upload(self) -> None:
         """The same upload trickled in 8 pieces, each pause a fifth of the body-idle limit."""
@@ -160,7 +170,8 @@ class Soak:
         """Headers and the first boundary, then nothing: answered 408 BODY_IDLE_TIMEOUT."""
         host, port = "127.0.0.1", self.service.api.port
         head = (f"POST /lipsync HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {KEY}\r\n"
-                "Content-Type: multipart/form-data; boundary=idle\r\nContent-Length: 1000000\r\n\r\n--idle\r\n")  # fmt: skip
+                "Content-Type: multipart/form-data; boundary=idle\r\n"
+                "Content-Length: 1000000\r\n\r\n--idle\r\n")  # fmt: skip
         with socket.create_connection((host, port), timeout=SETTINGS["body_idle_s"] + 120) as sock:
             sock.sendall(head.encode())
             answer = b""
@@ -219,6 +230,22 @@ class Soak:
         finally:
             filler.unlink()
 
+    def sigterm_webhook_pending(self) -> None:
+        """A job ends (a queued one canceled), its webhook's first attempt is answered 503, and
+        the service gets SIGTERM while the retry waits: the retry must still be delivered."""
+        self.upload()
+        self.upload()
+        queued = [j for j in self.ledger.live() if (self.poll(j) or {}).get("status") == "queued"]
+        if not queued:
+            return
+        failed = self.receiver.failed
+        self.receiver.fail_next = 1
+        self._delete(queued[-1], {200})
+        deadline = time.time() + 60
+        while self.receiver.failed == failed and time.time() < deadline:
+            time.sleep(0.05)
+        self.service.inject("sigterm_api")
+
     # ---- the run --------------------------------------------------------------------------
     def warm_up(self) -> None:
         """One job through (weights and template cache built), deleted; then the baseline."""
@@ -232,9 +259,9 @@ class Soak:
         for action in plan:
             began = time.time()
             self.service.peak_rss_mb()
-            if action == "full_disk":
+            if action in ("full_disk", "sigterm_webhook_pending"):
                 self.ledger.faults[action] += 1
-                self.full_disk()
+                getattr(self, action)()
             elif action in self.service.faults():
                 self.ledger.faults[action] += 1
                 self.service.inject(action)
@@ -264,8 +291,10 @@ class Soak:
                 return jobs
 
     # ---- the invariants -------------------------------------------------------------------
-    def check(self, webhook_timeout: float = 120.0) -> list[str]:
-        """Every broken invariant, in words (empty: all kept). Deletes every job at the end."""
+    def check(self, webhook_timeout: float = 60.0) -> list[str]:
+        """Every broken invariant, in words (empty: all kept). Deletes every job at the end.
+        ``webhook_timeout``: above the sender's worst case with the soak's settings (4 attempts
+        of at most 10 s each, 1 + 2 + 4 s apart: 47 s)."""
         problems = [f"unexpected answer: {u}" for u in self.ledger.unexpected]
         listed = self.listed()
         ids = [j["id"] for j in listed]

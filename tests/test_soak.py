@@ -1,7 +1,8 @@
 """The soak's CI form (issue 22): embedded mode on a small disk of its own, a seeded mix of
 uploads, polls, cancels, deletes, a slow and an idle client, kill -9 and SIGTERM of the
-service and a full disk; then every invariant of ``tests/soak.py``. The long form, with cluster
-mode (Redis restart, worker kills), is ``scripts/bench_soak.py``."""
+service (the SIGTERM while a webhook waits for its retry) and a full disk; then every
+invariant of ``tests/soak.py``. The long form, with cluster mode (Redis restart, worker
+kills), is ``scripts/bench_soak.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.soak_services import Embedded
 
 SEED = 22
 STEPS = 8  # traffic actions besides the ones placed once below; each restart costs a model load
-ONCE = ["kill9_api", "sigterm_api", "full_disk", "idle_upload", "slow_upload"]
+# sigterm_webhook_pending: SIGTERM while a webhook's retry waits (the service's SIGTERM case)
+ONCE = ["kill9_api", "sigterm_webhook_pending", "full_disk", "idle_upload", "slow_upload"]
 TRAFFIC = {"upload": 4, "poll": 6, "cancel": 1, "delete": 1.5}
 DISK_MB = 64  # the demo weights (~15 MB) and a running short job (~20 MB at peak), with room to fill
 
@@ -34,5 +36,5 @@ def test_soak_embedded(media_dir: Path, tmp_path: Path) -> None:
         service.close()
         receiver.close()
     assert problems == []
-    assert figures["faults"] == {"kill9_api": 1, "sigterm_api": 1, "full_disk": 1}
+    assert figures["faults"] == {"kill9_api": 1, "sigterm_webhook_pending": 1, "full_disk": 1}
     assert figures["jobs_accepted"] >= 2 and figures["polls"] > 0
