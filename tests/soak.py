@@ -213,12 +213,13 @@ class Soak:
         if job_id is not None:
             self._delete(job_id, {204})
 
-    def _delete(self, job_id: str, allowed: set[int]) -> None:
+    def _delete(self, job_id: str, allowed: set[int]) -> int:
         r = self.api.delete(f"/jobs/{job_id}")
         if r.status_code not in allowed:
             self.ledger.unexpected.append(f"delete {job_id}: {r.status_code} {r.text[:200]}")
         elif r.status_code == 204:  # it had ended (the status it ended in comes from its webhook)
             self.ledger.deleted.add(job_id)
+        return r.status_code
 
     def full_disk(self) -> None:
         """Fill the small disk to just above the free-space threshold, try an upload, let the
@@ -231,19 +232,19 @@ class Soak:
             filler.unlink()
 
     def sigterm_webhook_pending(self) -> None:
-        """A job ends (a queued one canceled), its webhook's first attempt is answered 503, and
-        the service gets SIGTERM while the retry waits: the retry must still be delivered."""
+        """Every job that has not ended is canceled, the first attempt of each end webhook is
+        answered 503, and the (now idle, so quickly stopping) service gets SIGTERM while the
+        retries wait their second: the retries must still be delivered."""
         self.upload()
-        self.upload()
-        queued = [j for j in self.ledger.live() if (self.poll(j) or {}).get("status") == "queued"]
-        if not queued:
-            return
+        pending = [j for j in self.ledger.live() if self.ledger.accepted[j] not in TERMINAL]
         failed = self.receiver.failed
-        self.receiver.fail_next = 1
-        self._delete(queued[-1], {200})
+        self.receiver.fail_next = 1000
+        ending = sum(self._delete(job_id, {200, 202, 204}) != 204 for job_id in pending)
+        self.wait_all(timeout=300)
         deadline = time.time() + 60
-        while self.receiver.failed == failed and time.time() < deadline:
+        while self.receiver.failed - failed < ending and time.time() < deadline:
             time.sleep(0.05)
+        self.receiver.fail_next = 0
         self.service.inject("sigterm_api")
 
     # ---- the run --------------------------------------------------------------------------

@@ -69,9 +69,11 @@ class SmallDisk:
         return Path(f"/proc/{self.holder.pid}/root") / str(self.folder).lstrip("/")
 
     def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` run inside the namespace (nsenter execs it: same pid, same signals)."""
+        """``argv`` run inside the namespace (nsenter execs it: same pid, same signals), in the
+        repository (entering a mount namespace moves to its root: ``python -m`` would then
+        import an installed copy of the code instead of this one)."""
         user = [] if os.geteuid() == 0 else ["--user", "--preserve-credentials"]
-        return ["nsenter", "--target", str(self.holder.pid), "--mount", *user, "--", *argv]
+        return ["nsenter", "--target", str(self.holder.pid), "--mount", *user, f"--wd={ROOT}", "--", *argv]
 
     def used_bytes(self) -> int:
         st = os.statvfs(self.path)
