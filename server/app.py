@@ -24,13 +24,6 @@ log = logging.getLogger("latentsync.server")
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
-def webhook_drain_s(settings: Settings) -> float:
-    """The longest one delivery can take: every attempt timing out, with the back-off pauses
-    between them (1 s, doubling: ``WebhookSender.deliver``)."""
-    retries = settings.webhook_retries
-    return retries * settings.webhook_timeout_s + (2 ** max(retries - 1, 0) - 1)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -68,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await svc.runner.stop()
             # Webhooks still being sent (a retry waiting its back-off) would be cancelled with the
             # loop: let them finish, for at most what their attempts and pauses can take.
-            await asyncio.to_thread(svc.webhooks.flush, webhook_drain_s(settings))
+            await asyncio.to_thread(svc.webhooks.flush, svc.webhooks.longest_delivery_s())
             cleaner.cancel()
             await asyncio.gather(loader, return_exceptions=True)
             svc.store.close()
