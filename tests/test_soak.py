@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.media_helpers import short_job_inputs
+from tests.media_helpers import make_audio, make_clip
 from tests.soak import SETTINGS, Soak, WebhookReceiver, make_plan
 from tests.soak_services import Embedded
 
 SEED = 22
-STEPS = 8  # traffic actions besides the ones placed once below; each restart costs a model load
+STEPS = 6  # traffic actions besides the ones placed once below; each restart costs a model load
 # sigterm_webhook_pending: SIGTERM while a webhook's retry waits (the service's SIGTERM case)
 ONCE = ["kill9_api", "sigterm_webhook_pending", "full_disk", "idle_upload", "slow_upload"]
 TRAFFIC = {"upload": 4, "poll": 6, "cancel": 1, "delete": 1.5}
@@ -21,7 +21,11 @@ DISK_MB = 64  # the demo weights (~15 MB) and a running short job (~20 MB at pea
 
 
 def test_soak_embedded(media_dir: Path, tmp_path: Path) -> None:
-    inputs = short_job_inputs(media_dir, tmp_path)
+    # 0.6 s jobs (one window): the run's CPU goes to restarts (a model load each) and jobs
+    inputs = {
+        "video": make_clip(media_dir / "demo1_video.mp4", tmp_path / "v.mp4", 0.6, start=1.0),
+        "audio": make_audio(media_dir / "demo1_audio.wav", tmp_path / "a.wav", 0.6),
+    }
     receiver = WebhookReceiver()
     service = Embedded(tmp_path / "svc", DISK_MB, **SETTINGS)
     try:
