@@ -5,7 +5,7 @@ has (kill -9 and SIGTERM of the API, of a worker, a Redis restart, a full disk),
 by ``tests/soak.py``'s invariants. Prints the figures as a table and writes
 ``bench_soak.json`` and ``bench_soak.png`` (poll latency histograms) into ``--out``.
 
-    .venv/bin/python -m scripts.bench_soak [--seed 22] [--steps 60] [--faults 2] [--out scripts/data]
+    .venv/bin/python -m scripts.bench_soak [--seed 22] [--steps 60] [--faults 2] [--out scripts]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="traffic actions per mode")
     ap.add_argument("--faults", type=int, default=2, help="times each fault is injected per mode")
     ap.add_argument("--modes", default="embedded,cluster")
-    ap.add_argument("--out", type=Path, default=ROOT / "scripts" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "scripts", help="where the JSON and the PNG go")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
