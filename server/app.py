@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except StoreUnavailable:  # a damaged database must not stop the shutdown half-way
                 log.info("shutting down (the job database cannot be read)")
             await svc.runner.stop()
+            # Webhooks still being sent (a retry waiting its back-off) would be cancelled with the
+            # loop: let them finish, for at most what their attempts and pauses can take.
+            await asyncio.to_thread(svc.webhooks.flush, svc.webhooks.longest_delivery_s())
             cleaner.cancel()
             await asyncio.gather(loader, return_exceptions=True)
             svc.store.close()

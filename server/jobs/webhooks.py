@@ -176,6 +176,11 @@ class WebhookSender:
         self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
 
+    def longest_delivery_s(self) -> float:
+        """What one delivery can take at most: every attempt timing out, with the back-off
+        pauses between them (1 s, doubling; ``deliver``). A shutdown waits this long at most."""
+        return self._retries * self._timeout + (2 ** max(self._retries - 1, 0) - 1)
+
     def flush(self, timeout: float) -> None:
         """Wait (from another thread than the loop's) for the webhooks in flight."""
         concurrent.futures.wait(list(self._tasks), timeout=timeout)
