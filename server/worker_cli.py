@@ -11,6 +11,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from latentsync_core.common.cli_exit import fail
+from latentsync_core.common.cli_settings import SettingsInvalid
 from latentsync_core.common.errors import CodedError
 
 if TYPE_CHECKING:
@@ -31,11 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from latentsync_core.common.devices import resolve_devices
-    from server.settings import Settings
+    from server.settings import load_settings
 
-    settings = Settings()
-    if args.name:
-        settings.worker_name = args.name
+    settings = load_settings(**({"worker_name": args.name} if args.name else {}))  # flag > environment > .env
     if not settings.broker_url:
         print("error [NO_BROKER]: set LATENTSYNC_BROKER_URL (redis://host:6379/0) to run a worker", file=sys.stderr)
         return 2
@@ -104,6 +104,7 @@ def serve_device(settings: Settings, spec: DeviceSpec, device_name: str) -> int:
             "--without-mingle",
         ]
     )
+    runtime.close()
     return 0
 
 
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="latentsync")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["worker", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingsInvalid as exc:
+        return fail(exc.code, exc.message)
 
 
 if __name__ == "__main__":

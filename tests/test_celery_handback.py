@@ -72,3 +72,25 @@ def test_sigterm_hands_the_job_back_to_another_worker(
                 if worker is not None:
                     worker.stop()
             api.stop()
+
+
+def test_a_redis_restart_does_not_fail_the_running_job(tmp_path: Path) -> None:
+    """The worker's per-step reads of Redis (the cancel flag) and its lease's removal ride
+    out a Redis restart: before, the first ``exists`` during the outage raised
+    ``ConnectionError`` out of the job, which ended ``failed INTERNAL``."""
+    import redis
+
+    from server.runners.celery_worker import _CancelPoll, _Lease
+
+    with redis_server(tmp_path) as url:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client.set("cancel:job", "1")
+        poll, lease = _CancelPoll(client, "cancel:nothing"), _Lease(client, "lease:job", 60.0)
+        assert poll() is False and client.exists("lease:job")
+    # The server is gone now: the job is not canceled (last answer), and stopping works.
+    poll._checked = 0.0  # ask now, not after the half second
+    assert poll() is False
+    lease.stop()
+    flagged = _CancelPoll(client, "cancel:job")
+    flagged._value = True  # a cancel seen before the outage stays seen
+    assert flagged() is True

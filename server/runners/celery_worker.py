@@ -39,7 +39,7 @@ class DeviceRuntime:
         self.metrics = Metrics()
         self._loop = asyncio.new_event_loop()  # webhooks are sent from here
         threading.Thread(target=self._loop.run_forever, name="webhooks", daemon=True).start()
-        webhooks = WebhookSender(
+        self.webhooks = webhooks = WebhookSender(
             self._loop,
             settings.webhook_timeout_s,
             settings.webhook_retries,
@@ -93,6 +93,11 @@ class DeviceRuntime:
         """Celery's warm shutdown began (SIGTERM): the running job stops at its next step."""
         self.stopping = True
 
+    def close(self) -> None:
+        """After the last task: the webhooks still being sent (or waiting to retry) are
+        delivered before the process exits, as the embedded service does at shutdown."""
+        self.webhooks.flush(self.webhooks.longest_delivery_s())
+
     def _handed_back(self, job_id: str) -> bool:
         job = retry_store(lambda: self.store.get(job_id))
         return job is not None and job.status == JobStatus.QUEUED
@@ -121,7 +126,10 @@ class _Lease:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
-        self.client.delete(self.key)
+        try:
+            self.client.delete(self.key)
+        except redis.RedisError:  # Redis away: the key expires on its own
+            log.warning("could not remove lease %s; it expires in %.0f s", self.key, self.seconds)
 
 
 class _CancelPoll:
@@ -136,5 +144,8 @@ class _CancelPoll:
         now = time.monotonic()
         if not self._value and now - self._checked >= 0.5:
             self._checked = now
-            self._value = bool(self.client.exists(self.key))
+            try:
+                self._value = bool(self.client.exists(self.key))
+            except redis.RedisError:  # Redis restarting: the job runs on; the flag is read again later
+                log.warning("cancel flag %s unreadable; asking again in 0.5 s", self.key)
         return self._value
