@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.client_util import free_port, start_server
+from server.client_util import free_port
 from server.jobs.sqlite_store import SQLiteJobStore as JobStore
 from server.jobs.webhooks import WebhookSender, redact
 from tests.media_helpers import short_job_inputs
@@ -164,66 +164,6 @@ def test_an_unhandled_exception_is_a_json_500(tmp_path: Path, caplog: pytest.Log
     assert r.status_code == 500 and r.headers["content-type"] == "application/json"
     assert r.json()["error"]["code"] == "INTERNAL" and "a bug" not in r.text
     assert any(rec.exc_info and "a bug" in str(rec.exc_info[1]) for rec in caplog.records)
-
-
-def _wait_ready_answer(srv: ServerProcess, timeout: float = 120.0) -> httpx.Response:
-    """/ready once the models are loaded (whatever its status), the process being alive."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert srv.proc.poll() is None, (srv.data_dir / "server.log").read_text()[-3000:]
-        try:
-            r = srv.client.get("/ready", timeout=5)
-            if r.json().get("state") != "loading":
-                return r
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError("the models never loaded")
-
-
-def test_ready_is_503_while_the_database_is_corrupt(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path / "srv").start()
-    srv.stop()
-    db = sqlite3.connect(srv.data_dir / "jobs.sqlite3")
-    rows = [(f"{i:032x}", "succeeded", float(i), '{"pad": "' + "x" * 400 + '"}', "v", "a", "w") for i in range(4000)]
-    db.executemany(
-        "INSERT INTO jobs (id, status, created_at, params, video_path, audio_path, work_dir) VALUES (?,?,?,?,?,?,?)",
-        rows,
-    )
-    db.commit()
-    db.close()
-    path = srv.data_dir / "jobs.sqlite3"
-    size = path.stat().st_size
-    with open(path, "r+b") as f:  # garbage over the middle pages, the header left intact
-        f.seek(size // 2 // 4096 * 4096)
-        f.write(bytes(range(256)) * 64 * 4)
-    srv.proc = start_server(srv.env, srv.port, srv.data_dir / "server.log")
-    try:
-        r = _wait_ready_answer(srv)
-        assert r.status_code == 503 and r.json()["state"] == "ready", r.text
-        assert r.json()["database"] != "ok"
-        assert srv.client.get("/health").status_code == 200
-        listed = srv.client.get("/jobs", params={"limit": 500})
-        assert listed.headers["content-type"] == "application/json"  # an error, but JSON
-    finally:
-        srv.stop()
-
-
-def test_orphaned_job_folders_are_removed_at_start(tmp_path: Path, inputs: dict[str, Path]) -> None:
-    srv = ServerProcess(tmp_path / "srv").start()
-    try:
-        job = srv.post_files(inputs["video"], inputs["audio"]).json()
-        srv.wait(job["id"], {"succeeded", "failed"})
-        srv.kill()
-        orphan = srv.data_dir / "jobs" / ("f" * 32)  # what a kill -9 during an upload leaves
-        orphan.mkdir()
-        (orphan / "input_video.mp4").write_bytes(b"partial")
-        srv.start()
-        assert not orphan.exists()
-        assert (srv.data_dir / "jobs" / job["id"]).is_dir()  # a job's folder stays
-        assert srv.client.get(f"/jobs/{job['id']}/result").status_code == 200
-    finally:
-        srv.stop()
 
 
 def test_finished_job_records_are_purged_after_their_retention(tmp_path: Path, inputs: dict[str, Path]) -> None:
