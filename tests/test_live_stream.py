@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from latentsync_core.media.ffmpeg_bin import ffmpeg_exe
-from latentsync_core.media.live_mp4 import LiveMP4Writer, init_segment_size, stream_codecs
+from latentsync_core.media.live_mp4 import LiveMP4Writer, complete_fragments, init_segment_size, stream_codecs
 from tests.media_helpers import make_audio, make_clip
 from tests.server_helpers import AUTH, KEY, ServerProcess
 
@@ -76,6 +76,11 @@ def test_the_stream_decodes_window_by_window_and_only_grows(media_dir: Path, tmp
     init = init_segment_size(final)
     assert init is not None and final[4:8] == b"ftyp" and init_segment_size(final[: init - 1]) is None
     assert re.fullmatch(r"avc1\.[0-9a-f]{6}, mp4a\.40\.2", stream_codecs(final[:init]))
+    # Complete fragments (what a player can show) only grow; a cut one is not counted.
+    counts = [complete_fragments(prefix) for prefix in [final[:init], *prefixes, final]]
+    assert counts[0] == 0 and counts[1] >= 1 and counts == sorted(counts), counts
+    last = final.rindex(b"mdat") + 4  # inside the last fragment's media data
+    assert complete_fragments(final[:last]) == counts[-1] - 1
 
 
 def test_a_dead_encoder_stops_the_stream_not_the_caller(tmp_path: Path) -> None:

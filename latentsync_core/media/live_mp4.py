@@ -180,6 +180,21 @@ def init_segment_size(head: bytes) -> int | None:
     return None
 
 
+def complete_fragments(data: bytes) -> int:
+    """Media fragments (``moof`` then its ``mdat``) complete in the first bytes of a fragmented
+    MP4 after its initialization segment: a player can show a stream once this is 1."""
+    start = init_segment_size(data)
+    if start is None:
+        return 0
+    count, pending = 0, False
+    for kind, _, _ in _boxes(data, start, len(data)):
+        if kind == b"moof":
+            pending = True
+        elif kind == b"mdat" and pending:
+            count, pending = count + 1, False
+    return count
+
+
 def stream_codecs(init: bytes) -> str:
     """The RFC 6381 ``codecs`` of an initialization segment written by :class:`LiveMP4Writer`
     (what a player's MediaSource needs): ``avc1.PPCCLL`` from the H.264 configuration record
