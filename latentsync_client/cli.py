@@ -3,7 +3,7 @@
 ``add_parser(subparsers)`` registers the three commands on a parser (the service's
 ``latentsync`` command, or ``python -m latentsync_client``); each sets ``func``, which runs
 it and returns the exit status. The server and key come from ``--server`` / ``--api-key``,
-else ``LATENTSYNC_SERVER`` / ``LATENTSYNC_API_KEY``. Failures print
+else ``LATENTSYNC_SERVER`` / ``LATENTSYNC_API_KEY`` from the environment, else from ``.env``. Failures print
 ``error [CODE]: sentence`` on stderr, the convention of the library's commands:
 
 - 0  done;
@@ -42,9 +42,9 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server",
         default=None,
-        help=f"service URL (default: $LATENTSYNC_SERVER, else {DEFAULT_SERVER})",
+        help=f"service URL (default: LATENTSYNC_SERVER from the environment or .env, else {DEFAULT_SERVER})",
     )
-    p.add_argument("--api-key", default=None, help="API key (default: $LATENTSYNC_API_KEY)")
+    p.add_argument("--api-key", default=None, help="API key (default: LATENTSYNC_API_KEY from the environment or .env)")
     p.add_argument("--json", action="store_true", help="print the service's JSON on stdout")
 
 
@@ -100,11 +100,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_cancel)
 
 
+def _setting(name: str) -> str | None:
+    """``name`` from the environment, else from ``.env`` in the working folder (as every
+    ``latentsync`` command reads its settings) where python-dotenv is installed: always with
+    the service, optional in the light client distribution."""
+    if os.environ.get(name):
+        return os.environ[name]
+    try:
+        from dotenv import dotenv_values
+    except ImportError:
+        return None
+    return dotenv_values(".env").get(name) or None
+
+
 def _client(args: argparse.Namespace) -> Any:
     from latentsync_client.client import Client
 
-    server = args.server or os.environ.get("LATENTSYNC_SERVER") or DEFAULT_SERVER
-    return Client(server, api_key=args.api_key or os.environ.get("LATENTSYNC_API_KEY") or None)
+    server = args.server or _setting("LATENTSYNC_SERVER") or DEFAULT_SERVER
+    return Client(server, api_key=args.api_key or _setting("LATENTSYNC_API_KEY"))
 
 
 def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -12,6 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
+from latentsync_client.cli import add_parser as add_client_parser
 from latentsync_core.common.cli_exit import fail
 from latentsync_core.common.cli_settings import SettingsInvalid
 from latentsync_core.data.cli import add_parser as add_preprocess_parser
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     add_inference_parsers(sub, load_settings)  # infer, warmup
     add_sync_score_parser(sub, load_settings)
     add_config_parser(sub)  # config [--json]: the effective settings and their sources
+    add_client_parser(sub)  # submit, jobs, result, cancel: a (remote) service through the client
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

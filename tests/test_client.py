@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -267,3 +268,20 @@ def test_command_line_without_a_service_or_a_file(tmp_path: Path) -> None:
     down = _cli("jobs", "--server", "http://127.0.0.1:9")  # the discard port: nothing listens
     assert down.returncode == 2 and "error [CONNECTION_ERROR]" in down.stderr
     assert time.monotonic() - start < 60  # bounded retries, then the error
+
+
+def test_latentsync_runs_the_client_commands_with_the_server_and_key_from_dotenv(
+    server: ServerProcess, finished: dict, tmp_path: Path
+) -> None:
+    """``latentsync jobs`` (the service's own command) is the client's, and like every
+    command it reads its settings from ``.env`` in the folder it runs in when neither a flag
+    nor the environment gives them."""
+    (tmp_path / ".env").write_text(f"LATENTSYNC_SERVER={server.base}\nLATENTSYNC_API_KEY={KEY}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LATENTSYNC_SERVER", "LATENTSYNC_API_KEY")}
+    listed = subprocess.run([sys.executable, "-m", "server.cli", "jobs", "--json", "--limit", "500"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert finished["job"].id in {j["id"] for j in json.loads(listed.stdout)["jobs"]}
+    wrong = subprocess.run([sys.executable, "-m", "server.cli", "jobs", "--api-key", "wrong"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert wrong.returncode == 2 and "error [INVALID_API_KEY]" in wrong.stderr  # a flag beats .env
