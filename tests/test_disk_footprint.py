@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from latentsync_core.common.errors import CodedError
+from latentsync_core.inference.length_modes import job_extent
 from latentsync_core.inference.source import SourcePlan, ping_pong_index
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs, probe_audio, probe_video
@@ -110,6 +111,24 @@ def test_the_estimate_for_a_60_s_1080p_job() -> None:
     assert short_video.frame_store == 250 * frame_bound and short_video.output == loops.output
 
 
+def test_the_estimate_follows_the_sync_mode_and_the_live_stream() -> None:
+    """60 s of video, 10 s of speech (A = 250, V = 1500): each mode reads, shows and stores
+    what ``length_modes`` says it does; the live stream is a second output while it runs."""
+    frame_bound = H * W * 3 + H * W * 3 // 128 + 4096
+    bounce = estimate_job_disk(W, H, 60, 10)
+    assert estimate_job_disk(W, H, 60, 10, job_extent("bounce", 250, 1500)) == bounce
+    assert estimate_job_disk(W, H, 60, 10, job_extent("loop", 250, 1500)) == bounce
+    silence = estimate_job_disk(W, H, 60, 10, job_extent("silence", 250, 1500))  # the whole video, silent after 10 s
+    assert silence.output == 1500 * W * H // 8 + 60 * 20_000 and silence.moments == 1500 * MOMENT_BYTES_PER_FRAME
+    assert silence.frame_store == 0  # read in order: no store
+    remap = estimate_job_disk(W, H, 60, 10, job_extent("remap", 250, 1500))  # the whole video read, 250 shown
+    assert remap.frame_store == 1500 * frame_bound and remap.output == bounce.output
+    cut = estimate_job_disk(W, H, 10, 60, job_extent("cut_off", 1500, 250))  # the speech cut to the video
+    assert cut.output == 250 * W * H // 8 + 10 * 20_000 and cut.moments == 250 * MOMENT_BYTES_PER_FRAME
+    streamed = estimate_job_disk(W, H, 60, 10, live_stream=True)
+    assert streamed.stream == streamed.output == bounce.output and streamed.total == bounce.total + bounce.output
+
+
 def test_check_inputs_refuses_a_job_over_the_disk_limit(media_dir: Path, tmp_path: Path) -> None:
     video, audio = media_dir / "demo1_video.mp4", media_dir / "demo1_audio.wav"
     vinfo, ainfo = probe_video(video), probe_audio(audio)
@@ -132,7 +151,10 @@ def small_clip(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 def test_the_service_refuses_a_job_over_max_job_disk_gb_at_upload(small_clip: dict[str, Path], tmp_path: Path) -> None:
     duration = probe_video(small_clip["clip"]).duration
-    want = {k: estimate_job_disk(360, 640, duration, probe_audio(small_clip[k]).duration) for k in ("short", "long")}
+    want = {  # the service writes the live stream too (LATENTSYNC_LIVE_STREAM, on by default)
+        k: estimate_job_disk(360, 640, duration, probe_audio(small_clip[k]).duration, live_stream=True)
+        for k in ("short", "long")
+    }
     limit = 12 * 2**20  # between the two: the looping job needs ~29 MiB, the short one ~9 MiB
     assert want["short"].total < limit < want["long"].total
     server = ServerProcess(tmp_path / "srv", max_job_disk_gb=limit / 2**30).start()

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentsync_core.media import MediaError, load_audio
+from latentsync_core.media.audio_io import load_audio
+from latentsync_core.media.ffmpeg_bin import MediaError
 from latentsync_core.media.probe import probe, probe_audio, probe_video
 from latentsync_core.media.video_io import FrameReader, VideoWriter
 from tests.media_helpers import make_audio, make_clip, read_frames, rotate_mp4

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latentsync_core.audio import WhisperFeatureExtractor
-from latentsync_core.media import MediaError
+from latentsync_core.media.ffmpeg_bin import MediaError
 from latentsync_core.models import CheckpointError
 from tests.reference_data import load
 

@@ -14,7 +14,8 @@ output frames that get silence instead of speech:
 - ``remap``: ``A`` frames; the video's timing stretched or squeezed to the speech: output
   frame ``j`` shows source frame ``floor(j * V / A)`` (frames repeat or are skipped evenly).
 
-Only numpy; no job, no file.
+Only numpy; no job, no file. ``job_extent`` gives what a mode reads and keeps, for the
+disk estimate made before the job runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentsync_core.common.errors import CodedError
+from latentsync_core.storage.job_disk import JobExtent, needs_frame_store
 
 BOUNCE, LOOP, CUT_OFF, SILENCE, REMAP = "bounce", "loop", "cut_off", "silence", "remap"
 SYNC_MODES = (BOUNCE, LOOP, CUT_OFF, SILENCE, REMAP)
@@ -106,3 +108,17 @@ def frames_to_read(mode: str, audio_frames: int) -> int | None:
     """The source frames a job in ``mode`` reads at most (None: the whole video): past the
     speech's length only ``silence`` and ``remap`` ever show a frame."""
     return None if check_sync_mode(mode) in (SILENCE, REMAP) else audio_frames
+
+
+def keeps_frame_store(mode: str, audio_frames: int, probed_frames: int) -> bool:
+    """Whether a job keeps the source frames for random access: when the output may show a
+    frame again (the speech outlasts the video, up to the probe's error), and always for
+    ``remap``, which shows frames out of the order a stream gives them when the probe is off."""
+    return needs_frame_store(audio_frames, probed_frames) or check_sync_mode(mode) == REMAP
+
+
+def job_extent(mode: str, audio_frames: int, probed_frames: int) -> JobExtent:
+    """What a job in ``mode`` reads, shows and keeps, from the probed lengths (``A``, ``V``)."""
+    a, v = max(1, int(audio_frames)), max(1, int(probed_frames))
+    reads = min(v, frames_to_read(mode, a) or v)
+    return JobExtent(reads, plan_length(mode, a, v).frames, keeps_frame_store(mode, a, v))

@@ -19,13 +19,12 @@ from latentsync_core.common.errors import MediaError
 from latentsync_core.inference.context import JobContext
 from latentsync_core.inference.face_choice import FaceChoice, choose_faces
 from latentsync_core.inference.face_selection import FaceSelection
-from latentsync_core.inference.length_modes import REMAP, frames_to_read, plan_length
+from latentsync_core.inference.length_modes import frames_to_read, keeps_frame_store, plan_length
 from latentsync_core.inference.source import SourcePlan, _fill_missing, _new_store, _store_frames, no_face_error
 from latentsync_core.inference.stages import Stage
 from latentsync_core.media.audio_io import load_audio, to_int16
 from latentsync_core.media.constants import FPS
 from latentsync_core.media.info import MediaInfo
-from latentsync_core.storage.job_disk import needs_frame_store
 from latentsync_core.sync.speaker import SpeakerScorer, speaker_confidences
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import FaceDetector
@@ -50,7 +49,7 @@ def plan_selected_source(
     ``NO_FACE`` when no frame gets a face, and the decoding errors of the plain pass."""
     mode = ctx.params.sync_mode
     estimate = max(1, round(info.duration * FPS))
-    store = _new_store(ctx, info) if needs_frame_store(n_out, estimate) or mode == REMAP else None
+    store = _new_store(ctx, info) if keeps_frame_store(mode, n_out, estimate) else None
 
     def progress(done: int, total: int) -> None:
         ctx.report(Stage.DETECT, done, total)

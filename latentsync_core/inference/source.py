@@ -18,14 +18,19 @@ import torch
 
 from latentsync_core.common.errors import CodedError, MediaError
 from latentsync_core.inference.context import JobContext
-from latentsync_core.inference.length_modes import REMAP, LengthPlan, bounce_index, frames_to_read, plan_length
+from latentsync_core.inference.length_modes import (
+    LengthPlan,
+    bounce_index,
+    frames_to_read,
+    keeps_frame_store,
+    plan_length,
+)
 from latentsync_core.inference.stages import Stage
 from latentsync_core.inference.template_cache import Template
 from latentsync_core.media.constants import FPS
 from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.video_io import FrameReader
 from latentsync_core.storage.frame_store import FrameStore
-from latentsync_core.storage.job_disk import needs_frame_store
 from latentsync_core.vision.alignment import FaceAligner
 from latentsync_core.vision.face_detection import FaceDetector
 from latentsync_core.vision.strided_detection import DEFAULT_MAX_MOTION, detect_strided
@@ -155,7 +160,7 @@ class SourcePlanner:
         estimate = max(1, round(info.duration * FPS))
         mode = ctx.params.sync_mode
         reads = frames_to_read(mode, n_out)  # the frames the output can show (None: all)
-        keep_frames = needs_frame_store(n_out, estimate) or mode == REMAP  # the loop needs random access to frames
+        keep_frames = keeps_frame_store(mode, n_out, estimate)  # the loop needs random access to frames
         store = _new_store(ctx, info) if keep_frames else None
         aligner = FaceAligner(self.resolution)
         matrices: list[np.ndarray | None] = []

@@ -1,7 +1,5 @@
-"""Media I/O through ffmpeg: probing, decoding, encoding and muxing."""
+"""Media I/O through ffmpeg: probing, decoding, encoding and muxing.
 
-from latentsync_core.media.audio_io import load_audio
-from latentsync_core.media.constants import SAMPLE_RATE
-from latentsync_core.media.ffmpeg_bin import MediaError, ffmpeg_exe, run_ffmpeg
-
-__all__ = ["SAMPLE_RATE", "MediaError", "ffmpeg_exe", "load_audio", "run_ffmpeg"]
+Import from the modules (``media.audio_io``, ``media.ffmpeg_bin``, ...): the package itself
+imports nothing, so a module as low as ``storage.job_disk`` can use ``media.constants``
+without loading the decoders (which import the disk estimate back)."""

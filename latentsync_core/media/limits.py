@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from latentsync_core.common.errors import MediaError
-from latentsync_core.storage.job_disk import DiskEstimate, estimate_job_disk
+from latentsync_core.storage.job_disk import DiskEstimate, JobExtent, estimate_job_disk
 
 if TYPE_CHECKING:
     from latentsync_core.media.info import MediaInfo
@@ -62,9 +62,13 @@ class MediaLimits:
         if info.duration > self.max_audio_s:
             raise audio_too_long(info.duration, self.max_audio_s)
 
-    def check_disk(self, video: MediaInfo, audio: MediaInfo) -> DiskEstimate:
-        """The job's worst-case disk need; JOB_TOO_LARGE_FOR_DISK when over the limit."""
-        estimate = estimate_job_disk(video.width, video.height, video.duration, audio.duration)
+    def check_disk(
+        self, video: MediaInfo, audio: MediaInfo, extent: JobExtent | None = None, live_stream: bool = False
+    ) -> DiskEstimate:
+        """The job's worst-case disk need (``extent``: what its ``sync_mode`` reads and shows,
+        default ``bounce``'s; ``live_stream``: it also writes the live stream);
+        JOB_TOO_LARGE_FOR_DISK when over the limit."""
+        estimate = estimate_job_disk(video.width, video.height, video.duration, audio.duration, extent, live_stream)
         if self.max_job_disk_bytes is not None and estimate.total > self.max_job_disk_bytes:
             raise disk_limit_error(estimate.total, self.max_job_disk_bytes)
         return estimate

@@ -1,8 +1,10 @@
 """How much disk a job may take, known from its probes before it runs.
 
-A job writes three things that grow with its length: the frame store (source frames kept
-for random access when the video may loop, ``frame_store.py``), the VAE moments of every
-source frame (``template_cache.py``), and the output file. The estimate is a worst case:
+A job writes what grows with its length: the frame store (source frames kept for random
+access when the video may loop, ``frame_store.py``), the VAE moments of every source frame
+read (``template_cache.py``), the output file, and while it runs the live stream (a second
+encode of the output, ``GET /jobs/{id}/stream``). How many frames are read, shown and
+stored follows from the job's ``sync_mode`` (``inference/length_modes.job_extent``). The estimate is a worst case:
 the store's bound is that of incompressible frames (its PNG frames are about 29% of that
 on natural video) and the output's a generous bit rate, so a job within the limit does
 not run out of its share half-way (the store also enforces its share while writing).
@@ -40,28 +42,59 @@ def needs_frame_store(n_out: int, probed_frames: int) -> bool:
 
 
 @dataclass(frozen=True)
+class JobExtent:
+    """How much of the video a job reads, how long its output is, and whether it keeps a
+    frame store (``inference/length_modes.job_extent`` gives it for each ``sync_mode``)."""
+
+    frames_read: int
+    output_frames: int
+    keeps_store: bool
+
+
+def default_extent(audio_frames: int, probed_frames: int) -> JobExtent:
+    """The default mode's (``bounce``): the speech's frames, the video read as far as they go."""
+    return JobExtent(min(probed_frames, audio_frames), audio_frames, needs_frame_store(audio_frames, probed_frames))
+
+
+@dataclass(frozen=True)
 class DiskEstimate:
     """Worst-case bytes of one job, by what writes them."""
 
     frame_store: int
     moments: int
     output: int
+    stream: int = 0  # the live stream's file while the job runs (none when streams are off)
 
     @property
     def total(self) -> int:
-        return self.frame_store + self.moments + self.output
+        return self.frame_store + self.moments + self.output + self.stream
 
     def to_json(self) -> dict[str, int]:
         return {**asdict(self), "total": self.total}
 
 
-def estimate_job_disk(width: int, height: int, video_s: float, audio_s: float) -> DiskEstimate:
+def estimate_job_disk(
+    width: int,
+    height: int,
+    video_s: float,
+    audio_s: float,
+    extent: JobExtent | None = None,
+    live_stream: bool = False,
+) -> DiskEstimate:
     """The worst case for a ``width`` x ``height`` video of ``video_s`` seconds lip-synced
     to ``audio_s`` seconds of speech (durations as probed; the decoders hold inputs to the
-    duration limits whatever their containers claim)."""
-    n_out = math.ceil(audio_s * FPS)  # one output frame per 40 ms audio window
+    duration limits whatever their containers claim). ``extent``: what the job's
+    ``sync_mode`` reads and shows (default: ``bounce``'s)."""
+    n_audio = math.ceil(audio_s * FPS)  # one output frame per 40 ms audio window
     probed = max(1, round(video_s * FPS))
-    n_src = min(probed, n_out)  # source frames past the output's length are never decoded
-    store = n_src * max_frame_bytes(height, width) if needs_frame_store(n_out, probed) else 0
-    output = math.ceil(n_out * width * height * OUTPUT_BYTES_PER_PIXEL + audio_s * AUDIO_BYTES_PER_S)
-    return DiskEstimate(frame_store=store, moments=n_src * MOMENT_BYTES_PER_FRAME, output=output)
+    extent = extent or default_extent(n_audio, probed)
+    n_src = min(probed, extent.frames_read)  # source frames past what the output shows are never decoded
+    store = n_src * max_frame_bytes(height, width) if extent.keeps_store else 0
+    n_out = extent.output_frames
+    output = math.ceil(n_out * width * height * OUTPUT_BYTES_PER_PIXEL + n_out / FPS * AUDIO_BYTES_PER_S)
+    return DiskEstimate(
+        frame_store=store,
+        moments=n_src * MOMENT_BYTES_PER_FRAME,
+        output=output,
+        stream=output if live_stream else 0,
+    )

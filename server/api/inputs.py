@@ -5,6 +5,7 @@ checks they must pass before the job is queued."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from latentsync_core.common.errors import MediaError
+from latentsync_core.inference.length_modes import job_extent
+from latentsync_core.media.constants import FPS
 from latentsync_core.media.info import MediaInfo
 from latentsync_core.media.limits import MediaLimits
 from latentsync_core.media.probe import check_inputs
@@ -109,11 +112,14 @@ def check_webhook(policy: WebhookPolicy, url: str) -> None:
         raise APIError(400, "WEBHOOK_NOT_ALLOWED", f"webhook_url not allowed: {exc}") from exc
 
 
-def check_media(video: Path, audio: Path, limits: MediaLimits) -> tuple[DiskEstimate, MediaInfo]:
+def check_media(
+    video: Path, audio: Path, limits: MediaLimits, sync_mode: str, live_stream: bool
+) -> tuple[DiskEstimate, MediaInfo]:
     """Blocking (ffprobe children, time- and memory-capped): runs on a worker thread.
-    The job's worst-case disk need, for its record, and the video's probe."""
+    The job's worst-case disk need in its ``sync_mode``, for its record, and the video's probe."""
     try:
         vinfo, ainfo = check_inputs(video, audio, limits)
+        extent = job_extent(sync_mode, math.ceil(ainfo.duration * FPS), round(vinfo.duration * FPS))
+        return limits.check_disk(vinfo, ainfo, extent, live_stream), vinfo
     except MediaError as exc:
         raise APIError(_MEDIA_STATUS.get(exc.code, 400), exc.code, exc.message) from exc
-    return limits.check_disk(vinfo, ainfo), vinfo

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
+from latentsync_core.inference.length_modes import DEFAULT_SYNC_MODE
 from server.api.admission import QueueAdmission, UploadSlots
 from server.api.errors import APIError, insufficient_storage
 from server.api.idempotency import Idempotency, idempotency_key
@@ -79,7 +80,14 @@ class Intake:
                 if params.webhook_url:
                     await run_in_threadpool(check_webhook, self.webhook_policy, params.webhook_url)
                 async with self.probes:  # a bounded number of probe children at once
-                    disk, vinfo = await run_in_threadpool(check_media, video, audio, self.settings.media_limits())
+                    disk, vinfo = await run_in_threadpool(
+                        check_media,
+                        video,
+                        audio,
+                        self.settings.media_limits(),
+                        values.get("sync_mode") or DEFAULT_SYNC_MODE,
+                        self.settings.live_stream,
+                    )
                 await run_in_threadpool(check_face, values.get("face"), video, vinfo, self.known_tracks)
                 job = Job(
                     id=folder.name,
