@@ -49,6 +49,8 @@ class Service:
             settings.face_scan_workers,
         )
         self.face_intake = FaceIntake(settings, self.face_scanner, scans, self.disk)
-        self.housekeeping = Housekeeping(self.store, folders, settings.result_ttl_s, settings.record_ttl_s)
+        self.housekeeping = Housekeeping(
+            self.store, folders, settings.result_ttl_s, settings.record_ttl_s, webhooks=self.webhooks
+        )
         caches = [settings.template_cache_dir, settings.compile_artifacts_dir]
         self.sweep = StartupSweep(self.store, folders, settings.data_dir, caches)

@@ -1,7 +1,8 @@
 """The one job lifecycle: the transitions between the statuses of ``model.JobStatus``.
 
 Every change of a job's status goes through :class:`JobLifecycle`, which updates the record,
-the metrics and the webhook together, so no path (a cancel of a queued job, a restart, a
+the metrics and the webhook together (the record owes the webhook until it is delivered:
+``owed_webhooks.py``), so no path (a cancel of a queued job, a restart, a
 failure) can forget one of them.
 
     queued --start--> running --succeed--> succeeded
@@ -16,22 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from server.jobs.folder import JobFolder
 from server.jobs.metrics import Metrics
 from server.jobs.model import Job, JobStatus
+from server.jobs.owed_webhooks import JobNotifier, send_owed
 from server.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a job interrupted by a crash runs once more, then fails INTERRUPTED
-
-
-class JobNotifier(Protocol):
-    """Told of every job that ended (``webhooks.WebhookSender``); must not block."""
-
-    def send(self, url: str, job: Job) -> None: ...
 
 
 class TransitionError(RuntimeError):
@@ -102,12 +98,14 @@ class JobLifecycle:
 
     # ---- helpers ----------------------------------------------------------------------
     def _end(self, job: Job, status: JobStatus, **fields: Any) -> Job:
-        self.store.update(job.id, status=status, finished_at=time.time(), **fields)
+        now = time.time()
+        if job.webhook_url:  # owed in the same update that ends the job: a crash cannot lose it
+            fields.update(webhook_owed_since=now, webhook_outcome=None)
+        self.store.update(job.id, status=status, finished_at=now, **fields)
         JobFolder.of(job).remove_inputs()  # an ended job never runs again: only its result stays
         self.metrics.jobs_finished.labels(status.value).inc()
         ended = self._reload(job)
-        if ended.webhook_url:
-            self.webhooks.send(ended.webhook_url, ended)
+        send_owed(self.store, self.webhooks, ended)
         return ended
 
     def _expect(self, job: Job, *allowed: JobStatus) -> None:

@@ -48,3 +48,7 @@ class Job:
     owner: str | None = None  # SHA-256 (hex) of the API key that created the job; None: no keys configured
     worker: dict[str, str] | None = None  # {"host", "device"} of the last attempt; None before it started
     disk_estimate_bytes: int | None = None  # worst-case disk the job may need (latentsync_core/job_disk.py)
+    # The end event is owed (``owed_webhooks.py``): set with the final status when there is a
+    # webhook_url, moved on at each re-send, None once delivered or given up.
+    webhook_owed_since: float | None = None
+    webhook_outcome: str | None = None  # "delivered" or "gave_up" (retries exhausted); None while owed

@@ -74,6 +74,9 @@ class RecordedStore:
     def purge_finished(self, before: float) -> list[Job]:
         return self.inner.purge_finished(before)
 
+    def owed_webhooks(self, before: float) -> list[Job]:
+        return self.inner.owed_webhooks(before)
+
     def all_ids(self) -> set[str]:
         return self.inner.all_ids()
 

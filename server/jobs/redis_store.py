@@ -8,7 +8,9 @@ there as the broker, the records are small documents read by id, and the only qu
 jobs would put them in PostgreSQL instead, behind this same interface.
 
 Layout: ``<prefix>job:<id>`` a hash of JSON-encoded fields; ``<prefix>status:<status>`` a
-sorted set of ids scored by creation time; ``<prefix>idem:<sha256(tenant, key)>`` an
+sorted set of ids scored by creation time; ``<prefix>webhooks:owed`` a sorted set of the ids
+whose end event is owed, scored by ``webhook_owed_since`` (changed in the same transaction as
+the record); ``<prefix>idem:<sha256(tenant, key)>`` an
 Idempotency-Key record (JSON), expiring by itself.
 """
 
@@ -59,6 +61,16 @@ class RedisJobStore:
     def _status(self, status: str) -> str:
         return f"{self.prefix}status:{status}"
 
+    @property
+    def _owed(self) -> str:
+        return f"{self.prefix}webhooks:owed"
+
+    def _mark_owed(self, pipe: redis.client.Pipeline, job_id: str, owed_since: object) -> None:
+        if owed_since is None:
+            pipe.zrem(self._owed, job_id)
+        else:
+            pipe.zadd(self._owed, {job_id: float(owed_since)})  # type: ignore[arg-type]
+
     def close(self) -> None:
         self.redis.close()
 
@@ -68,6 +80,7 @@ class RedisJobStore:
         with self.redis.pipeline() as pipe:
             pipe.hset(self._job(job.id), mapping=row)
             pipe.zadd(self._status(job.status), {job.id: job.created_at})
+            self._mark_owed(pipe, job.id, job.webhook_owed_since)
             pipe.execute()
 
     @_guarded
@@ -89,6 +102,8 @@ class RedisJobStore:
             if "status" in fields and json.loads(old[0]) != fields["status"]:
                 pipe.zrem(self._status(json.loads(old[0])), job_id)
                 pipe.zadd(self._status(fields["status"]), {job_id: json.loads(old[1])})
+            if "webhook_owed_since" in fields:
+                self._mark_owed(pipe, job_id, fields["webhook_owed_since"])
 
         self.redis.transaction(change, key)  # retried if another node changed the record meanwhile
 
@@ -106,6 +121,7 @@ class RedisJobStore:
             pipe.delete(self._job(job_id))
             if job is not None:
                 pipe.zrem(self._status(job.status), job_id)
+            pipe.zrem(self._owed, job_id)
             pipe.execute()
 
     def _ids(self, status: str) -> list[str]:
@@ -148,6 +164,11 @@ class RedisJobStore:
         for job in old:
             self.delete(job.id)
         return old
+
+    @_guarded
+    def owed_webhooks(self, before: float) -> list[Job]:
+        ids = self.redis.zrangebyscore(self._owed, "-inf", f"({before!r}")
+        return [j for j in self._jobs(ids) if j.webhook_owed_since is not None]
 
     @_guarded
     def all_ids(self) -> set[str]:

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook_url TEXT,
     owner TEXT,
     worker TEXT,
-    disk_estimate_bytes INTEGER
+    disk_estimate_bytes INTEGER,
+    webhook_owed_since REAL,
+    webhook_outcome TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -56,7 +58,17 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
 """
 # Columns added after the first release: (name, declaration) for ALTER TABLE on older databases.
-_ADDED_COLUMNS = [("owner", "TEXT"), ("worker", "TEXT"), ("disk_estimate_bytes", "INTEGER")]
+_ADDED_COLUMNS = [
+    ("owner", "TEXT"),
+    ("worker", "TEXT"),
+    ("disk_estimate_bytes", "INTEGER"),
+    ("webhook_owed_since", "REAL"),
+    ("webhook_outcome", "TEXT"),
+]
+# Indexes on added columns: made after the migration (an older table lacks the column before it).
+_ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_webhook_owed ON jobs(webhook_owed_since) WHERE webhook_owed_since IS NOT NULL;
+"""
 
 
 class StoreInUse(RuntimeError):
@@ -107,6 +119,7 @@ class SQLiteJobStore:
             for name, decl in _ADDED_COLUMNS:
                 if name not in present:
                     self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+            self._db.executescript(_ADDED_INDEXES)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -201,6 +214,16 @@ class SQLiteJobStore:
                 (*FINAL, before),
             ).fetchall()
             self._db.executemany("DELETE FROM jobs WHERE id = ?", [(r["id"],) for r in rows])
+        return [self._from_row(r) for r in rows]
+
+    def owed_webhooks(self, before: float) -> list[Job]:
+        """Jobs whose end event has been owed since before ``before`` (``owed_webhooks.py``)."""
+        with self._locked():
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE webhook_owed_since IS NOT NULL AND webhook_owed_since < ?"
+                " ORDER BY webhook_owed_since, id",
+                (before,),
+            ).fetchall()
         return [self._from_row(r) for r in rows]
 
     def all_ids(self) -> set[str]:

@@ -52,6 +52,10 @@ class JobStore(Protocol):
         are the caller's to remove)."""
         ...
 
+    def owed_webhooks(self, before: float) -> list[Job]:
+        """Jobs whose end event is still owed (``webhook_owed_since``) since before ``before``."""
+        ...
+
     def all_ids(self) -> set[str]: ...
 
     def check(self) -> str:

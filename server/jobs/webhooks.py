@@ -27,7 +27,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from urllib.parse import urlsplit, urlunsplit
 
@@ -171,10 +171,17 @@ class WebhookSender:
         self._secret = secret
         self._tasks: set[concurrent.futures.Future] = set()
 
-    def send(self, url: str, job: Job) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.deliver(url, payload(job), event_id(job)), self._loop)
+    def send(self, url: str, job: Job, settle: Callable[[bool], None] | None = None) -> None:
+        """Deliver ``job``'s end event; ``settle`` (when given) is then called with the outcome,
+        in a worker thread (it writes the record: not on the event loop)."""
+        future = asyncio.run_coroutine_threadsafe(self._send(url, job, settle), self._loop)
         self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
+
+    async def _send(self, url: str, job: Job, settle: Callable[[bool], None] | None) -> None:
+        delivered = await self.deliver(url, payload(job), event_id(job))
+        if settle is not None:
+            await asyncio.to_thread(settle, delivered)
 
     def longest_delivery_s(self) -> float:
         """What one delivery can take at most: every attempt timing out, with the back-off
@@ -244,9 +251,13 @@ class WebhookSender:
         raise httpx.ConnectError("no address")
 
 
+_HIDDEN = ("work_dir", "owner", "webhook_owed_since", "webhook_outcome")  # the delivery's own bookkeeping too
+
+
 def payload(job: Job) -> dict:
-    """The job as its webhook shows it: no server-side paths, no owner."""
-    fields = {k: v for k, v in asdict(job).items() if not k.endswith("_path") and k not in ("work_dir", "owner")}
+    """The job as its webhook shows it: no server-side paths, no owner, nothing that changes
+    between a delivery and its re-send (``owed_webhooks.py``)."""
+    fields = {k: v for k, v in asdict(job).items() if not k.endswith("_path") and k not in _HIDDEN}
     return {"event": "job.finished", "job": fields}
 
 
