@@ -9,6 +9,7 @@ copy per device, one worker thread per device, windows handed between them).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -206,9 +207,13 @@ def test_service_runs_a_job_per_device_and_lends_idle_ones(
     assert max(r["started_at"] for r in rows) < min(r["finished_at"] for r in rows)  # they overlapped
 
     metrics = srv.client.get("/metrics").text
+    started = {}
     for name in ("cpu:0", "cpu:1"):
-        assert f'latentsync_device_jobs_total{{device="{name}"}}' in metrics
+        found = re.search(rf'^latentsync_device_jobs_total{{device="{name}"}} ([0-9.]+)$', metrics, re.M)
+        assert found, metrics
+        started[name] = float(found.group(1))
         assert f'latentsync_device_lent{{device="{name}"}} 0.0' in metrics
+    assert started["cpu:0"] >= 1 and started["cpu:1"] >= 1 and sum(started.values()) == 3, started
 
 
 @pytest.mark.parametrize("sampler", ["dpmpp_2m", "unipc"])

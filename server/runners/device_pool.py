@@ -60,7 +60,7 @@ class DevicePool:
         self.m_lent = Gauge(
             "latentsync_device_lent", "1 while the device runs another device's job windows", labels, registry=registry
         )
-        self.m_jobs = Counter("latentsync_device_jobs", "Jobs a device ran", labels, registry=registry)
+        self.m_jobs = Counter("latentsync_device_jobs", "Jobs a device started", labels, registry=registry)
         self.m_memory = Gauge(
             "latentsync_device_gpu_memory_bytes", "GPU memory per device", ["device", "kind"], registry=registry
         )
@@ -69,6 +69,7 @@ class DevicePool:
             worker.live_stream = settings.live_stream
             self.m_running.labels(worker.name).set(0)
             self.m_lent.labels(worker.name).set(0)
+            self.m_jobs.labels(worker.name)  # every device's series from the start, at 0
 
     # ---- models (on a thread: /health answers meanwhile) ------------------------------
     def load(self) -> None:
@@ -159,11 +160,15 @@ class DevicePool:
         self.m_running.labels(worker.name).set(1)
         return True
 
+    def started(self, worker: DeviceWorker) -> None:
+        """``worker`` started a job (counted before the job can end: a client that saw it
+        end finds it counted)."""
+        self.m_jobs.labels(worker.name).inc()
+
     def done(self, worker: DeviceWorker) -> None:
         with self._lock:
             worker.busy = False
         self.m_running.labels(worker.name).set(0)
-        self.m_jobs.labels(worker.name).inc()
 
     # ---- DeviceLender (job threads) ---------------------------------------------------
     def lender_for(self, worker: DeviceWorker) -> DevicePool | None:

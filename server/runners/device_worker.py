@@ -125,6 +125,8 @@ class DeviceWorker:
 
     async def _run(self, job: Job) -> None:
         job = self.lifecycle.start(job, worker={"host": self.host, "device": self.name})
+        if self.pool is not None:
+            self.pool.started(self)
         self.running_id = job.id
         report = self.board.begin(job.id)
         lender = self.pool.lender_for(self) if self.pool is not None else None
