@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,43 +14,9 @@ from latentsync_client import WebhookVerificationError, verify_webhook
 from server.jobs.webhooks import WebhookSender
 from tests.media_helpers import short_job_inputs
 from tests.server_helpers import ServerProcess
+from tests.webhook_helpers import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks form: whsec_ + base64
-
-
-class Receiver:
-    """A loopback webhook receiver keeping each delivery's headers and raw body; answers
-    ``statuses`` in turn (then 204)."""
-
-    def __init__(self, statuses: list[int] | None = None):
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        statuses = list(statuses or [])
-        received = self.deliveries
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers.items()), body))
-                self.send_response(statuses.pop(0) if statuses else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, count: int, timeout: float = 30) -> None:
-        deadline = time.time() + timeout
-        while len(self.deliveries) < count and time.time() < deadline:
-            time.sleep(0.05)
-        assert len(self.deliveries) >= count, self.deliveries
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_retries_of_one_event_keep_its_id_and_body_and_are_each_signed() -> None:

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,39 +30,7 @@ from server.jobs.webhooks import WebhookSender
 from tests.media_helpers import short_job_inputs
 from tests.redis_helpers import redis_server
 from tests.server_helpers import ServerProcess
-
-
-class Receiver:
-    """A loopback webhook receiver on ``port`` keeping each delivery's headers and body."""
-
-    def __init__(self, port: int = 0):
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        received = self.deliveries
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers.items()), body))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, count: int, timeout: float) -> None:
-        deadline = time.time() + timeout
-        while len(self.deliveries) < count and time.time() < deadline:
-            time.sleep(0.05)
-        assert len(self.deliveries) >= count, self.deliveries
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.webhook_helpers import Receiver
 
 
 def _until(check: Callable[[], bool], timeout: float) -> None:
@@ -94,7 +61,7 @@ def test_an_event_owed_when_the_service_is_killed_is_delivered_after_the_restart
         srv.kill()
         assert "attempt 6" not in log.read_text()  # killed before the retries ran out
 
-        receiver = Receiver(port)
+        receiver = Receiver(port=port)
         srv.start()  # housekeeping's first pass, at start-up, sends what the record owes
         receiver.wait(1, timeout=120)
         _until(lambda: srv.db_row(job["id"])["webhook_owed_since"] is None, timeout=120)
