@@ -177,6 +177,8 @@ def test_a_running_job_streams_its_finished_windows_then_the_whole_result(
     assert again.status_code == 200 and again.content == (folder / "result.mp4").read_bytes()
     part = server.client.get(f"/jobs/{job['id']}/stream", headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and part.content == again.content[:100]
+    bad = server.client.get(f"/jobs/{job['id']}/stream", headers={"Range": "bytes=abc"})
+    assert bad.status_code == 416 and bad.json()["error"]["code"] == "INVALID_RANGE", bad.text
 
 
 def test_unknown_and_other_tenants_jobs_have_no_stream(

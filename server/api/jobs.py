@@ -22,7 +22,7 @@ from server.api.errors import APIError
 from server.api.idempotency import IDEMPOTENCY_HEADER, IDEMPOTENCY_RESPONSES
 from server.api.openapi import errors
 from server.api.ranges import check_range
-from server.api.schemas import ErrorResponse, JobList, JobView
+from server.api.schemas import JobList, JobView
 from server.jobs.model import JobStatus
 
 router = keyed_router()
@@ -67,10 +67,7 @@ async def get_job(views: ViewsDep, job: JobDep) -> JobView:
 
 
 _MP4 = {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}
-_RESULT_ERRORS = {
-    **errors(404, 409, 410, 422),
-    416: {"model": ErrorResponse, "description": "The Range header is malformed or outside the result"},
-}
+_RESULT_ERRORS = errors(404, 409, 410, 416, 422)
 
 
 @router.get(

@@ -23,6 +23,7 @@ _ERROR_TEXT = {
     410: "The result was removed after its retention time",
     413: "The upload or the JSON body is too large, or the job would need more disk than MAX_JOB_DISK_GB",
     415: "Neither multipart/form-data nor application/json",
+    416: "The Range header is malformed or outside the file",
     422: "A parameter is invalid",
     429: "The queue is full; retry after the Retry-After header's seconds",
     503: "The service is shutting down, or not ready",

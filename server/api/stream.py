@@ -27,6 +27,7 @@ from latentsync_core.media.live_mp4 import init_segment_size, stream_codecs
 from server.api.deps import JobDep, SettingsDep, StoreDep, job_not_found, keyed_router
 from server.api.errors import APIError
 from server.api.openapi import errors
+from server.api.ranges import check_range
 from server.jobs.folder import JobFolder
 from server.jobs.model import Job, JobStatus
 from server.jobs.store import JobStore
@@ -69,13 +70,13 @@ def _replaced(f: BinaryIO, path: Path) -> bool:
         return True
 
 
-def _finished(job: Job, folder: JobFolder) -> Response:
+def _finished(job: Job, folder: JobFolder, request: Request) -> Response:
     if job.status != JobStatus.SUCCEEDED:
         raise _unavailable(job, f"it {job.status}")
-    if job.result_expired:
+    if job.result_expired or not folder.result.is_file():
         raise APIError(410, "RESULT_EXPIRED", "the result was removed after its retention time")
-    if not folder.result.is_file():
-        raise _unavailable(job, "its result is missing")
+    if "range" in request.headers:  # a bad Range is the API's JSON 416, as on /result
+        check_range(request.headers["range"], folder.result.stat().st_size)
     return FileResponse(folder.result, media_type="video/mp4", headers=_HEADERS)
 
 
@@ -111,14 +112,14 @@ async def _follow(f: BinaryIO, path: Path, job_id: str, store: JobStore) -> Asyn
             "ends; the Content-Type names its codecs. A queued job's request waits for its first window.",
             "content": _MP4,
         },
-        **errors(404, 409, 410, 422),
+        **errors(404, 409, 410, 416, 422),
     },
 )
 async def stream_job(job: JobDep, store: StoreDep, settings: SettingsDep, request: Request) -> Response:
     folder = JobFolder.of(job)
     while True:
         if JobStatus(job.status).final:
-            return _finished(job, folder)
+            return _finished(job, folder, request)
         if not settings.live_stream:
             raise _unavailable(job, "live streams are off on this service (LATENTSYNC_LIVE_STREAM)")
         f = _open(folder.stream)
