@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,12 +21,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    """``latentsync serve`` in its own process on loopback, its output going to ``log_path``."""
+def start_server(
+    env: dict[str, str], port: int, log_path: Path, wrap: Callable[[list[str]], list[str]] | None = None
+) -> subprocess.Popen:
+    """``latentsync serve`` in its own process on loopback, its output going to ``log_path``;
+    ``wrap`` turns the command into the one that runs it (inside a namespace, say)."""
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     log = open(log_path, "ab")  # noqa: SIM115 (the child owns it)
+    argv = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        wrap(argv) if wrap is not None else argv,
         cwd=ROOT,
         env=full_env,
         stdout=log,

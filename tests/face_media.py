@@ -10,6 +10,7 @@ is quick to detect and to lip-sync.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,30 +30,31 @@ def _square(start: float, seconds: float, extra: str = "") -> str:
     return f"fps=25,trim=start={start}:duration={seconds},setpts=PTS-STARTPTS,{CROP},scale={SIDE}:{SIDE}{extra}"
 
 
-def side_by_side(dst: Path, seconds: float = 2.0, start: float = 1.0, shift: float = 2.0) -> Path:
-    """The clip (left) beside a mirrored copy ``shift`` seconds later (right), with the
-    left one's audio: two people of the same size, (2 * SIDE) x SIDE, H.264 + AAC."""
+def _two_people(dst: Path, clip: Callable[[float], str], seconds: float, start: float, shift: float) -> Path:
+    """``clip(start)`` (left) beside ``clip(start + shift)`` mirrored (right), with the left
+    one's audio: H.264 + AAC."""
     graph = (
-        f"[0:v]split[a][b];[a]{_square(start, seconds)}[l];[b]{_square(start + shift, seconds, ',hflip')}[r];"
+        f"[0:v]split[a][b];[a]{clip(start)}[l];[b]{clip(start + shift)},hflip[r];"
         f"[l][r]hstack=inputs=2[v];[0:a]atrim=start={start}:duration={seconds},asetpts=PTS-STARTPTS[s]"
     )
     args = ["-i", input_arg(DEMO_VIDEO), "-filter_complex", graph, "-map", "[v]", "-map", "[s]"]
     run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-c:a", "aac", str(dst)])
     return dst
+
+
+def side_by_side(dst: Path, seconds: float = 2.0, start: float = 1.0, shift: float = 2.0) -> Path:
+    """The clip's face square (left) beside a mirrored copy ``shift`` seconds later (right):
+    two people of the same size, (2 * SIDE) x SIDE."""
+    return _two_people(dst, lambda at: _square(at, seconds), seconds, start, shift)
 
 
 def two_portraits(dst: Path, seconds: float = 2.0, start: float = 1.0, shift: float = 2.0) -> Path:
     """The issue's layout: the whole clip at 540x960 (left) beside a mirrored copy ``shift``
-    seconds later (right), with the left one's audio: 1080x960, H.264 + AAC."""
+    seconds later (right): 1080x960."""
     scaled = f"scale={PORTRAIT_W}:{PORTRAIT_H}"
-    part = f"fps=25,trim=start={{}}:duration={seconds},setpts=PTS-STARTPTS,{scaled}"
-    graph = (
-        f"[0:v]split[a][b];[a]{part.format(start)}[l];[b]{part.format(start + shift)},hflip[r];"
-        f"[l][r]hstack=inputs=2[v];[0:a]atrim=start={start}:duration={seconds},asetpts=PTS-STARTPTS[s]"
+    return _two_people(
+        dst, lambda at: f"fps=25,trim=start={at}:duration={seconds},setpts=PTS-STARTPTS,{scaled}", seconds, start, shift
     )
-    args = ["-i", input_arg(DEMO_VIDEO), "-filter_complex", graph, "-map", "[v]", "-map", "[s]"]
-    run_ffmpeg([*args, "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-c:a", "aac", str(dst)])
-    return dst
 
 
 def shot_change(dst: Path, seconds: float = 1.0) -> Path:

@@ -35,9 +35,18 @@ class ServerProcess:
         self.proc = None
         self.client = httpx.Client(base_url=self.base, headers=AUTH, timeout=60)
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """The command that runs the service's ``argv``: itself here (a subclass runs it on a
+        disk of its own)."""
+        return argv
+
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = start_server(self.env, self.port, self.data_dir / "server.log")
+        self.proc = start_server(self.env, self.port, self.log_path, self.wrap)
         try:
             wait_ready(self.base, headers=AUTH, proc=self.proc)
         except BaseException:  # a service that never got ready must not outlive the test

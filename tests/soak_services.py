@@ -16,12 +16,12 @@ from typing import Protocol
 import httpx
 import redis
 
-from server.client_util import ROOT, free_port, wait_ready
+from server.client_util import ROOT, free_port
 from tests import small_disk
+from tests.redis_helpers import REDIS_SERVER
 from tests.server_helpers import AUTH, ServerProcess
 
 MB = 1 << 20
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -106,18 +106,12 @@ class SmallDiskServer(ServerProcess):
         self.disk, self.log = disk, log
         self.peak = 0.0
 
-    def start(self) -> SmallDiskServer:
-        serve = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        argv = self.disk.wrap(serve) if self.disk else serve
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_ready(self.base, headers=AUTH, proc=self.proc)
-        except BaseException:
-            self.kill()
-            raise
-        return self
+    @property
+    def log_path(self) -> Path:
+        return self.log
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return self.disk.wrap(argv) if self.disk else argv
 
     def sample(self) -> float:
         self.peak = max(self.peak, peak_rss_mb(self.proc.pid))

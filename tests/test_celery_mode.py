@@ -4,7 +4,6 @@ weights) sharing one data folder, as API nodes and GPU hosts share a mount."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,41 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
-from server.client_util import ROOT, free_port
+from server.client_util import ROOT
 from server.jobs.redis_store import RedisJobStore
 from tests.media_helpers import make_audio, make_clip
+from tests.redis_helpers import redis_server
 from tests.server_helpers import ServerProcess
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LEASE_S = 3.0
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-         "--appendonly", "no"],
-        stdout=open(folder / "redis.log", "wb"),  # noqa: SIM115 (the child owns it)
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    client = redis.Redis(port=port)
-    deadline = time.time() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=30)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 class WorkerProcess:

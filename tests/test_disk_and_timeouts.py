@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from server.client_util import ROOT, wait_ready
+from server.client_util import ROOT
 from tests import small_disk
 from tests.media_helpers import short_job_inputs
-from tests.server_helpers import AUTH, KEY, ServerProcess
+from tests.server_helpers import KEY, ServerProcess
 
 MB = 1 << 20
 DISK_MB = 48  # the demo weights (~15 MB) and a short job (~20 MB at peak) fit
@@ -31,19 +31,12 @@ def inputs(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 class SmallDiskServer(ServerProcess):
     """The service with its data folder on a tmpfs of ``DISK_MB`` of its own."""
 
-    def start(self) -> SmallDiskServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        serve = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        log = open(self.data_dir.parent / "server.log", "ab")  # noqa: SIM115 (the child owns it)
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(small_disk.command(self.data_dir, DISK_MB * MB, serve), cwd=ROOT, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        try:
-            wait_ready(self.base, headers=AUTH, proc=self.proc)
-        except BaseException:
-            self.kill()
-            raise
-        return self
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "server.log"  # the data folder is the small disk's
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return small_disk.command(self.data_dir, DISK_MB * MB, argv)
 
     @property
     def disk(self) -> Path:

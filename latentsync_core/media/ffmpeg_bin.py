@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,8 @@ from latentsync_core.common.errors import MediaError
 from latentsync_core.media.input_file import descriptor_of, inherited_fds
 
 __all__ = [
-    "MIN_FFMPEG", "MediaError", "capped", "ffmpeg_exe", "ffmpeg_version", "ffprobe_exe", "input_arg", "run_ffmpeg",
+    "MIN_FFMPEG", "MediaError", "capped", "collect_stderr", "ffmpeg_exe", "ffmpeg_version", "ffprobe_exe",
+    "input_arg", "run_ffmpeg",
 ]
 
 log = logging.getLogger(__name__)
@@ -127,3 +129,22 @@ def run_ffmpeg(args: Sequence[str], timeout: float | None = None) -> subprocess.
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): " + " | ".join(tail))
     return proc
+
+
+def collect_stderr(
+    proc: subprocess.Popen, into: bytearray, limit: int = 65536, name: str = "ffmpeg-err"
+) -> threading.Thread:
+    """Read ``proc``'s stderr until it closes, keeping its first ``limit`` bytes in ``into``,
+    on a daemon thread (started; join it after the process ends): ffmpeg never blocks on a
+    full pipe, and a chatty one cannot grow ``into`` without bound."""
+    assert proc.stderr is not None
+    stderr = proc.stderr
+
+    def drain() -> None:
+        for chunk in iter(lambda: stderr.read(4096), b""):
+            if len(into) < limit:
+                into.extend(chunk)
+
+    thread = threading.Thread(target=drain, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -33,7 +33,7 @@ from typing import BinaryIO
 import numpy as np
 
 from latentsync_core.media.container import input_args
-from latentsync_core.media.ffmpeg_bin import ffmpeg_exe
+from latentsync_core.media.ffmpeg_bin import collect_stderr, ffmpeg_exe
 from latentsync_core.media.input_file import inherited_fds
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ class LiveMP4Writer:
         self._stderr = bytearray()
         self._copier = threading.Thread(target=self._copy, name="live-mp4", daemon=True)
         self._copier.start()
-        self._errors = threading.Thread(target=self._drain_stderr, name="live-mp4-err", daemon=True)
-        self._errors.start()
+        self._errors = collect_stderr(self._proc, self._stderr, name="live-mp4-err")
 
     def _copy(self) -> None:
         """ffmpeg's output to the file as it comes, each chunk flushed (readers see it now)."""
@@ -90,12 +89,6 @@ class LiveMP4Writer:
             self._proc.kill()
         finally:
             self._file.close()
-
-    def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        for chunk in iter(lambda: self._proc.stderr.read(4096), b""):
-            if len(self._stderr) < 65536:
-                self._stderr.extend(chunk)
 
     def _fail(self, why: str) -> None:
         if self.failed is None:

@@ -4,7 +4,6 @@ the whole video in memory."""
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from latentsync_core.media.constants import FPS
 from latentsync_core.media.container import input_args
-from latentsync_core.media.ffmpeg_bin import ffmpeg_exe, run_ffmpeg
+from latentsync_core.media.ffmpeg_bin import collect_stderr, ffmpeg_exe, run_ffmpeg
 from latentsync_core.media.input_file import inherited_fds
 from latentsync_core.media.limits import video_too_long
 
@@ -46,14 +45,7 @@ class FrameReader:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=self.frame_bytes, pass_fds=inherited_fds(cmd)
         )
         self._stderr = bytearray()
-        self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._err_thread.start()
-
-    def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        for chunk in iter(lambda: self._proc.stderr.read(4096), b""):
-            if len(self._stderr) < 65536:
-                self._stderr.extend(chunk)
+        self._err_thread = collect_stderr(self._proc, self._stderr)
 
     def read(self) -> np.ndarray | None:
         """Next (H, W, 3) uint8 frame, or None at the end (a truncated tail is dropped)."""
